@@ -1,0 +1,1 @@
+"""The ``tgsr`` command line: thin typer commands over library functions."""

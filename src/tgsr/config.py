@@ -1,0 +1,484 @@
+"""Strict configuration: one dataclass per component, loaded from YAML.
+
+* Unknown keys, duplicate keys, wrong types and impossible combinations raise
+  :class:`ConfigError` with one line naming the offending key.
+* ``extends: other.yaml`` (a path relative to the file, or a shipped preset name)
+  merges the file over its parent.
+* ``--set a.b=value`` overrides are applied last; the value is parsed as YAML.
+
+Config keys equal constructor argument names, so ``Generator(**asdict(cfg.generator))``
+style construction needs no translation table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+FORMAT_VERSION = 1
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported as one line."""
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+@dataclass
+class SyntheticConfig:
+    """The controlled benchmark ("ShapeCaps"); see ``tgsr.data.synthetic``."""
+
+    split: Literal["train", "val", "test", "compositional"] = "train"
+    seed: int = 0
+    num: int | None = None  # None: an endless on-the-fly stream (training only)
+    two_object_prob: float = 0.5
+    solid_prob: float = 0.2
+
+
+@dataclass
+class DataConfig:
+    format: Literal[
+        "synthetic", "cub", "oxford102", "coco", "celeba_hq", "celeba_attr", "folder", "jsonl"
+    ] = "synthetic"
+    root: str | None = None  # data set folder (or the manifest file for "jsonl")
+    split: Literal["train", "val", "test"] = "train"
+    eval_split: Literal["train", "val", "test"] = "test"
+    hr_size: int = 64
+    scale: int = 8
+    degradation: Literal["bicubic", "bilinear"] = "bicubic"
+    lowpass_sigma: float = 2.0
+    max_words: int = 18
+    load_ratio: float = 76 / 64  # resize the shorter side to hr_size * load_ratio, then crop
+    bbox_crop: bool = True  # CUB only: crop around the bounding box first (AttnGAN)
+    captions_per_image: int | None = None  # None: every caption in the file
+    skip_bad: bool = False
+    num_workers: int = 0
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+    def validate(self) -> None:
+        if self.scale not in (2, 4, 8, 16):
+            raise ConfigError(f"data.scale must be 2, 4, 8 or 16, got {self.scale}")
+        if self.hr_size % self.scale or self.hr_size % 16:
+            raise ConfigError(
+                f"data.hr_size={self.hr_size} must be a multiple of 16 and of data.scale={self.scale}"
+            )
+        if self.max_words < 1:
+            raise ConfigError("data.max_words must be >= 1")
+        if self.format != "synthetic" and not self.root:
+            raise ConfigError(f"data.root is required for data.format={self.format!r}")
+
+
+@dataclass
+class TextEncoderConfig:
+    """Bi-LSTM DAMSM text encoder (AttnGAN RNN_ENCODER): words (B, 2*hidden, T), sentence."""
+
+    embedding_dim: int = 300
+    hidden_dim: int = 128  # per direction; features are 2 * hidden_dim
+    dropout: float = 0.5
+
+
+@dataclass
+class ImageEncoderConfig:
+    kind: Literal["inception", "light"] = "inception"
+    weights: str | None = None  # local ImageNet Inception-v3 file (torchvision's), optional
+    feature_dim: int = 256  # must equal 2 * text_encoder.hidden_dim
+    light_channels: int = 64  # width of the light CNN preset
+
+
+@dataclass
+class DAMSMConfig:
+    text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    image_encoder: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
+    gamma1: float = 4.0
+    gamma2: float = 5.0
+    gamma3: float = 10.0
+    path: str | None = None  # a trained DAMSM folder, used frozen by the TIC loss / text features
+    eval_path: str | None = None  # an independently trained DAMSM used only for grading
+
+    def validate(self) -> None:
+        if self.image_encoder.feature_dim != 2 * self.text_encoder.hidden_dim:
+            raise ConfigError(
+                "damsm.image_encoder.feature_dim must equal 2 * damsm.text_encoder.hidden_dim "
+                f"({self.image_encoder.feature_dim} != {2 * self.text_encoder.hidden_dim})"
+            )
+
+
+@dataclass
+class GeneratorConfig:
+    """Coarse-to-fine TGSR generator. ``arch`` picks the paper or the released-code layout."""
+
+    arch: Literal["paper", "released"] = "paper"
+    channels: int = 64
+    num_res_blocks: int = 1  # residual blocks per global-branch stage
+    refine_res_blocks: int = 1  # residual blocks in the refine branch (released: 6 at LR size)
+    use_text: bool = True  # build the Text Attention Module (paper's "+TAM")
+    coarse_to_fine: bool = True  # build the refine branch (paper's "+coarse-to-fine")
+    activation: Literal["relu", "leaky_relu"] = "relu"
+    coord_channels: bool = False  # add x/y coordinate channels to the LR input (binding aid)
+    text_fusion: Literal["concat", "concat_mul"] = "concat"  # concat_mul adds features*attended
+    refine_input: Literal["lq", "highpass"] = "lq"  # released: LR - blur(LR)
+
+    def validate(self) -> None:
+        if self.channels < 4:
+            raise ConfigError("generator.channels must be >= 4")
+        if self.arch == "released" and self.text_fusion != "concat":
+            raise ConfigError("generator.text_fusion must be 'concat' for arch='released'")
+
+
+@dataclass
+class DiscriminatorConfig:
+    channels: int = 64
+    conditional: bool = True  # sentence-conditioned logits besides the unconditional ones
+
+
+@dataclass
+class LossConfig:
+    """Loss weights (paper: l2 = 1, cgan = 0.1, tic = 0.5, tar = 1). 0 = not computed."""
+
+    l2: float = 1.0  # coarse outputs vs low-pass GT (or the single output vs GT without refine)
+    fine_l2: float = 0.0  # plain L2 of the fine outputs (the "+coarse-to-fine" ablation row)
+    tar: float = 1.0
+    tic: float = 0.5
+    cgan: float = 0.1
+    lr_consistency: float = 0.0  # degrade(SR) vs LR (not in the paper; off by default)
+    tar_mode: Literal["top5", "max"] = "top5"  # paper's top-5 word maps / released T*max
+    tar_topk: int = 5
+
+    def validate(self) -> None:
+        for name in ("l2", "fine_l2", "tar", "tic", "cgan", "lr_consistency"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"loss.{name} must be >= 0")
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    batch_size: int = 16
+    max_steps: int = 100_000
+    max_minutes: float | None = None  # wall-clock budget; stops cleanly when reached
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    d_lr: float = 1e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    grad_clip: float = 1.0  # 0 = off
+    ema_decay: float = 0.999  # 0 = no EMA
+    ema_start: int = 0
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    channels_last: bool = False
+    log_every: int = 50
+    image_every: int = 1000
+    checkpoint_every: int = 1000
+    eval_every: int = 0  # 0 = only at the end
+    num_eval_images: int = 64
+    torch_threads: int | None = None
+
+
+@dataclass
+class DAMSMTrainConfig:
+    seed: int = 0
+    batch_size: int = 32
+    max_steps: int = 20_000
+    max_minutes: float | None = None
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    rnn_grad_clip: float = 0.25
+    log_every: int = 50
+    checkpoint_every: int = 1000
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+
+
+@dataclass
+class EvalConfig:
+    num_images: int | None = None  # None: the whole evaluation split
+    batch_size: int = 16
+    r_precision_candidates: int = 100
+    lpips_weights: str | None = None  # None: look in the torch hub cache
+    fid: bool = True
+    niqe: bool = True
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    damsm: DAMSMConfig = field(default_factory=DAMSMConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    damsm_train: DAMSMTrainConfig = field(default_factory=DAMSMTrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    name: str = "tgsr"
+
+    def validate(self) -> Config:
+        for section in (self.data, self.damsm, self.generator, self.loss):
+            section.validate()
+        g, loss = self.generator, self.loss
+        if not g.use_text:
+            for term in ("tar", "tic"):
+                if getattr(loss, term) > 0:
+                    raise ConfigError(
+                        f"loss.{term} > 0 needs text: set generator.use_text=true or loss.{term}=0"
+                    )
+        if loss.tar > 0 and not g.coarse_to_fine:
+            raise ConfigError("loss.tar weights the fine output: it needs generator.coarse_to_fine=true")
+        if loss.fine_l2 > 0 and not g.coarse_to_fine:
+            raise ConfigError("loss.fine_l2 needs generator.coarse_to_fine=true")
+        if g.coarse_to_fine and loss.tar == 0 and loss.fine_l2 == 0:
+            raise ConfigError(
+                "the refine branch gets no pixel loss: set loss.tar > 0 or loss.fine_l2 > 0"
+            )
+        if loss.l2 == 0 and not g.coarse_to_fine:
+            raise ConfigError("loss.l2 = 0 without a refine branch leaves no pixel loss")
+        if g.arch == "released" and not g.coarse_to_fine:
+            raise ConfigError("generator.arch='released' always has the refine branch")
+        return self
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(f"duplicate key {key!r} (line {key_node.start_mark.line + 1})")
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}".replace("\n", " ")) from None
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return data
+
+
+def preset_names() -> list[str]:
+    """Names of the shipped presets, e.g. ``quickstart`` or ``ablations/baseline``."""
+    root = resources.files("tgsr") / "configs"
+    names = []
+
+    def walk(node, prefix):
+        for child in sorted(node.iterdir(), key=lambda c: c.name):
+            if child.is_dir():
+                walk(child, f"{prefix}{child.name}/")
+            elif child.name.endswith(".yaml"):
+                names.append(prefix + child.name[: -len(".yaml")])
+
+    walk(root, "")
+    return names
+
+
+def resolve_config_path(name_or_path: str | Path, relative_to: Path | None = None) -> Path:
+    """A file path, a path relative to ``relative_to``, or a shipped preset name."""
+    p = Path(name_or_path)
+    candidates = []
+    if relative_to is not None and not p.is_absolute():
+        candidates.append(relative_to / p)
+    candidates.append(p)
+    preset_root = Path(str(resources.files("tgsr") / "configs"))
+    stem = str(name_or_path).removesuffix(".yaml")
+    candidates.append(preset_root / f"{stem}.yaml")
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise ConfigError(
+        f"config {name_or_path!r} not found: give a YAML path or one of the presets: "
+        + ", ".join(preset_names())
+    )
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _load_raw(path: Path, depth: int = 0) -> dict:
+    if depth > 10:
+        raise ConfigError(f"{path}: 'extends' chain is too deep (a cycle?)")
+    data = _read_yaml(path)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise ConfigError(f"{path}: 'extends' must be a string")
+    base = _load_raw(resolve_config_path(parent, relative_to=path.parent), depth + 1)
+    return _deep_merge(base, data)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; returns the (possibly converted) value."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: must be one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
+            return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        inner = args[0] if args else Any
+        return origin(_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return _build(tp, value, key)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported config type {tp!r}")
+
+
+def _build(cls: type, data: dict, prefix: str = ""):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for k in data:
+        if k not in names:
+            where = f"{prefix}.{k}" if prefix else k
+            raise ConfigError(
+                f"unknown config key {where!r}; known keys here: {', '.join(sorted(names))}"
+            )
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            key = f"{prefix}.{f.name}" if prefix else f.name
+            kwargs[f.name] = _coerce(data[f.name], hints[f.name], key)
+    return cls(**kwargs)
+
+
+def parse_overrides(overrides: list[str] | None) -> dict:
+    """``["train.lr=1e-3", "generator.use_text=false"]`` -> nested dict."""
+    out: dict = {}
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: {p!r} is not a section")
+        node[parts[-1]] = value
+    return out
+
+
+def config_from_dict(data: dict) -> Config:
+    data = dict(data)
+    data.pop("format_version", None)
+    return _build(Config, data).validate()
+
+
+def load_config(name_or_path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a preset or YAML file, apply ``--set`` overrides, validate strictly."""
+    raw: dict = {}
+    if name_or_path is not None:
+        raw = _load_raw(resolve_config_path(name_or_path))
+    raw = _deep_merge(raw, parse_overrides(overrides))
+    return config_from_dict(raw)
+
+
+def config_to_dict(cfg: Any) -> dict:
+    d = asdict(cfg)
+
+    def fix(x):
+        if isinstance(x, dict):
+            return {k: fix(v) for k, v in x.items()}
+        if isinstance(x, tuple):
+            return [fix(v) for v in x]
+        return x
+
+    return fix(d)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the fully resolved config (YAML)."""
+    data = {"format_version": FORMAT_VERSION, **config_to_dict(cfg)}
+    Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def section_from_dict(cls: type, data: dict, prefix: str = ""):
+    """Strictly build one section dataclass (used by component ``config.json`` files)."""
+    return _build(cls, data, prefix)

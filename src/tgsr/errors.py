@@ -1,0 +1,13 @@
+"""User-facing errors: the CLI prints them as one line (traceback only with TGSR_DEBUG=1)."""
+
+
+class TGSRError(Exception):
+    """A problem the user can fix (bad input, missing file, wrong model folder ...)."""
+
+
+class BadInputError(TGSRError):
+    """An input file (image, caption, manifest) that cannot be used; names the file."""
+
+
+class ModelFormatError(TGSRError):
+    """A model / checkpoint folder that is missing files or does not match the expected format."""
