@@ -8,6 +8,8 @@ import sys
 import typer
 
 from tgsr.cli import data as data_cmds
+from tgsr.cli import fetch as fetch_cmds
+from tgsr.cli import synth as synth_cmds
 from tgsr.cli import inference as inference_cmds
 from tgsr.cli import train as train_cmds
 
@@ -27,7 +29,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(damsm_app, name="damsm")
 app.add_typer(fetch_app, name="fetch")
 
-data_app.command("synth")(data_cmds.synth)
+data_app.command("synth")(synth_cmds.synth)
 data_app.command("check")(data_cmds.check)
 data_app.command("degrade")(data_cmds.degrade)
 damsm_app.command("train")(train_cmds.damsm_train)
@@ -38,7 +40,7 @@ app.command("configs")(train_cmds.configs)
 app.command("upscale")(inference_cmds.upscale)
 app.command("export")(inference_cmds.export)
 app.command("demo")(inference_cmds.demo)
-fetch_app.command("niqe")(data_cmds.fetch_niqe)
+fetch_app.command("niqe")(fetch_cmds.niqe)
 
 
 def main() -> None:

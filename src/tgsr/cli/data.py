@@ -5,11 +5,6 @@ from __future__ import annotations
 from tgsr.errors import TGSRError
 
 
-def synth() -> None:
-    """Generate the controlled benchmark."""
-    raise TGSRError("`tgsr data synth` is not implemented yet")
-
-
 def check() -> None:
     """Validate a data set."""
     raise TGSRError("`tgsr data check` is not implemented yet")
@@ -18,8 +13,3 @@ def check() -> None:
 def degrade() -> None:
     """Write LR images."""
     raise TGSRError("`tgsr data degrade` is not implemented yet")
-
-
-def fetch_niqe() -> None:
-    """Fetch NIQE pristine parameters."""
-    raise TGSRError("`tgsr fetch niqe` is not implemented yet")
