@@ -39,6 +39,7 @@ class SyntheticConfig:
     split: Literal["train", "val", "test", "compositional"] = "train"
     seed: int = 0
     num: int | None = None  # None: an endless on-the-fly stream (training only)
+    eval_num: int = 500  # scenes in an evaluation split when num is None
     two_object_prob: float = 0.5
     solid_prob: float = 0.2
 
@@ -91,6 +92,7 @@ class ImageEncoderConfig:
     weights: str | None = None  # local ImageNet Inception-v3 file (torchvision's), optional
     feature_dim: int = 256  # must equal 2 * text_encoder.hidden_dim
     light_channels: int = 64  # width of the light CNN preset
+    light_input_size: int = 64  # the light CNN resizes its input to this side (regions: side/4)
 
 
 @dataclass
@@ -125,18 +127,22 @@ class GeneratorConfig:
     coord_channels: bool = False  # add x/y coordinate channels to the LR input (binding aid)
     text_fusion: Literal["concat", "concat_mul"] = "concat"  # concat_mul adds features*attended
     refine_input: Literal["lq", "highpass"] = "lq"  # released: LR - blur(LR)
+    image_residual: bool = True  # image heads predict a residual over bicubic(lq) (not in paper)
 
     def validate(self) -> None:
         if self.channels < 4:
             raise ConfigError("generator.channels must be >= 4")
         if self.arch == "released" and self.text_fusion != "concat":
             raise ConfigError("generator.text_fusion must be 'concat' for arch='released'")
+        if self.num_res_blocks < 0 or self.refine_res_blocks < 0:
+            raise ConfigError("generator.num_res_blocks and generator.refine_res_blocks must be >= 0")
 
 
 @dataclass
 class DiscriminatorConfig:
     channels: int = 64
     conditional: bool = True  # sentence-conditioned logits besides the unconditional ones
+    norm: Literal["batch", "spectral"] = "batch"  # AttnGAN's BatchNorm, or spectral norm
 
 
 @dataclass
@@ -156,6 +162,8 @@ class LossConfig:
         for name in ("l2", "fine_l2", "tar", "tic", "cgan", "lr_consistency"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"loss.{name} must be >= 0")
+        if self.tar_topk < 1:
+            raise ConfigError("loss.tar_topk must be >= 1")
 
 
 @dataclass
@@ -242,6 +250,13 @@ class Config:
             raise ConfigError("loss.l2 = 0 without a refine branch leaves no pixel loss")
         if g.arch == "released" and not g.coarse_to_fine:
             raise ConfigError("generator.arch='released' always has the refine branch")
+        if loss.cgan > 0 and self.discriminator.conditional and not g.use_text:
+            raise ConfigError(
+                "discriminator.conditional=true needs text: set generator.use_text=true or "
+                "discriminator.conditional=false"
+            )
+        if self.discriminator.channels < 1:
+            raise ConfigError("discriminator.channels must be >= 1")
         return self
 
 

@@ -9,8 +9,8 @@ import typer
 
 from tgsr.cli import data as data_cmds
 from tgsr.cli import fetch as fetch_cmds
-from tgsr.cli import synth as synth_cmds
 from tgsr.cli import inference as inference_cmds
+from tgsr.cli import synth as synth_cmds
 from tgsr.cli import train as train_cmds
 
 app = typer.Typer(

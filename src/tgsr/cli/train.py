@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-from tgsr.errors import TGSRError
+ConfigOpt = Annotated[str, typer.Option("--config", "-c", help="Preset name (see `tgsr configs`) or YAML file.")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a config key: --set train.lr=2e-4 (repeatable)."),
+]
+CpuOpt = Annotated[bool, typer.Option("--cpu", help="Run on the CPU even when a GPU is present.")]
 
 
 def configs() -> None:
@@ -15,21 +23,59 @@ def configs() -> None:
         typer.echo(name)
 
 
-def damsm_train() -> None:
-    """Pre-train the DAMSM text/image encoders."""
-    raise TGSRError("`tgsr damsm train` is not implemented yet")
+def damsm_train(
+    config: ConfigOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="DAMSM folder to write.")],
+    set_: SetOpt = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoints/last.")] = False,
+    cpu: CpuOpt = False,
+) -> None:
+    """Pre-train the DAMSM text/image encoders (word + sentence losses)."""
+    from tgsr.config import load_config
+    from tgsr.training.damsm import train_damsm
+
+    cfg = load_config(config, set_)
+    train_damsm(cfg, out, resume=resume, cpu=cpu or None)
 
 
-def train() -> None:
-    """Train TGSR."""
-    raise TGSRError("`tgsr train` is not implemented yet")
+def train(
+    config: ConfigOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write.")] = Path("runs/tgsr"),
+    set_: SetOpt = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoints/last.")] = False,
+    cpu: CpuOpt = False,
+) -> None:
+    """Train TGSR (DAMSM frozen). Works under `accelerate launch` / `torchrun` too."""
+    from tgsr.config import load_config
+    from tgsr.training.trainer import fit
+
+    cfg = load_config(config, set_)
+    fit(cfg, out, resume=resume, cpu=cpu or None)
 
 
-def evaluate() -> None:
-    """Evaluate a model."""
-    raise TGSRError("`tgsr eval` is not implemented yet")
+def evaluate(
+    model: Annotated[list[Path], typer.Option("--model", "-m", help="Run or pipeline folder (repeatable: name=DIR).")],
+    config: Annotated[str | None, typer.Option("--config", "-c", help="Data config (default: the model's own).")] = None,
+    data: Annotated[str | None, typer.Option("--data", help="Data folder (sets data.root).")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path("runs/eval"),
+    eval_damsm: Annotated[Path | None, typer.Option("--eval-damsm", help="Independent DAMSM for TIM / R-precision.")] = None,
+    set_: SetOpt = None,
+    bicubic: Annotated[bool, typer.Option("--bicubic/--no-bicubic", help="Also score bicubic upsampling.")] = True,
+) -> None:
+    """Evaluate models: PSNR/SSIM, LR-consistency, TIM, R-precision, benchmark scores, report."""
+    from tgsr.evaluation.evaluate import evaluate_cli
+
+    evaluate_cli(model, config, data, out, eval_damsm, set_ or [], bicubic)
 
 
-def quickstart() -> None:
-    """Show text guidance working on a CPU in minutes."""
-    raise TGSRError("`tgsr quickstart` is not implemented yet")
+def quickstart(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where everything goes.")] = Path("tgsr_quickstart"),
+    minutes: Annotated[float, typer.Option("--minutes", help="Total time budget (minutes).")] = 18.0,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    set_: SetOpt = None,
+) -> None:
+    """One command, no data, no weights: train TGSR and a no-text baseline on the controlled
+    benchmark, evaluate them against bicubic and write a report with pictures."""
+    from tgsr.quickstart import run_quickstart
+
+    run_quickstart(out, minutes=minutes, seed=seed, overrides=set_ or [])

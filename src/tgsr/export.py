@@ -1,0 +1,287 @@
+"""Run folder -> pipeline folder (``tgsr export``), and ONNX export.
+
+A training run folder (``docs/architecture.md``) holds the resolved ``config.yaml``, the EMA
+generator, a copy of the DAMSM and the training state. Inference needs only the generator, the
+DAMSM *text* encoder and the vocabulary: the optimizer states, the discriminator and the DAMSM
+image encoder are left behind.
+
+ONNX (``--onnx``): ``DIR/onnx/generator.onnx`` and ``DIR/onnx/text_encoder.onnx``, opset 17,
+dynamic batch (and dynamic LR height/width for the generator); captions are padded to
+``max_words``. The bi-LSTM runs on packed sequences in PyTorch, which ONNX cannot express;
+:class:`PaddedTextEncoder` computes the same outputs on the padded batch (see its docstring).
+
+ONNX inputs / outputs::
+
+    text_encoder.onnx: tokens (B, T) int64, lengths (B,) int64 -> words (B, D, T), sentence (B, D)
+    generator.onnx:    lq (B, 3, h, w) float32 in [0, 1], words (B, D, T) float32,
+                       token_mask (B, T) bool (True = padding) -> sr (B, 3, h*s, w*s), attn (B, T, H', W')
+                       (a no-text generator takes lq only and returns sr only)
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from tgsr.errors import ModelFormatError, TGSRError
+from tgsr.pipeline import PIPELINE_NAME, PipelineInfo, TGSRPipeline
+
+ONNX_OPSET = 17
+
+__all__ = [
+    "ONNX_OPSET",
+    "PaddedTextEncoder",
+    "export_onnx",
+    "export_pipeline",
+    "pipeline_from_run",
+]
+
+
+# ----------------------------------------------------------------------------- run folder
+
+
+def _load_run_config(run: Path):
+    from tgsr.config import ConfigError, load_config
+
+    path = run / "config.yaml"
+    if not path.is_file():
+        raise ModelFormatError(f"{run}: not a training run folder (no config.yaml)")
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise ModelFormatError(f"{path}: {exc}") from None
+
+
+def _generator_from_checkpoint(run: Path, cfg) -> nn.Module:
+    """The EMA (else the raw) generator from ``checkpoints/last`` when training did not finish."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from tgsr.models import Generator
+    from tgsr.models.serialization import load_state_strict
+
+    weights = run / "checkpoints" / "last" / "models.safetensors"
+    if not weights.is_file():
+        raise ModelFormatError(
+            f"{run}: no generator/ folder and no checkpoints/last (training never saved a model)"
+        )
+    try:
+        tensors = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFormatError(f"{weights}: corrupt checkpoint ({exc})") from None
+    for prefix in ("ema.", "generator_ema.", "generator."):
+        state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        if state:
+            break
+    else:
+        raise ModelFormatError(f"{weights}: holds no generator weights")
+    word_dim = 2 * cfg.damsm.text_encoder.hidden_dim
+    generator = Generator(cfg.data.scale, word_dim, **asdict(cfg.generator))
+    load_state_strict(generator, state, weights)
+    return generator.eval()
+
+
+def pipeline_from_run(run_dir: str | Path) -> TGSRPipeline:
+    """Build the inference pipeline of a training run folder (CPU, float32)."""
+    from tgsr import __version__
+    from tgsr.models.serialization import load_generator, load_text_encoder
+    from tgsr.text import Vocabulary
+
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise ModelFormatError(f"run folder not found: {run}")
+    cfg = _load_run_config(run)
+    if (run / "generator" / "config.json").is_file():
+        generator = load_generator(run / "generator")
+    else:
+        generator = _generator_from_checkpoint(run, cfg)
+    if generator.scale != cfg.data.scale:
+        raise ModelFormatError(
+            f"{run}: config.yaml says x{cfg.data.scale} but generator/ is x{generator.scale}"
+        )
+    text_encoder = vocab = None
+    if cfg.generator.use_text:
+        damsm = run / "damsm"
+        if not damsm.is_dir() and cfg.damsm.path:
+            damsm = Path(cfg.damsm.path)
+        if not (damsm / "text_encoder").is_dir():
+            raise ModelFormatError(f"{run}: no damsm/text_encoder folder (needed for the text)")
+        text_encoder, damsm_vocab = load_text_encoder(damsm / "text_encoder")
+        vocab_path = run / "vocab.json"
+        if not vocab_path.is_file():
+            vocab_path = damsm / "vocab.json"
+        try:
+            vocab = Vocabulary.load(vocab_path)
+        except (OSError, ValueError) as exc:
+            raise ModelFormatError(f"{run}: {exc}") from None
+        if damsm_vocab is not None and damsm_vocab != vocab:
+            raise ModelFormatError(f"{run}: vocab.json differs from the DAMSM's vocabulary")
+    info = PipelineInfo(
+        scale=cfg.data.scale,
+        lq_size=cfg.data.hr_size // cfg.data.scale,
+        max_words=cfg.data.max_words,
+        degradation=cfg.data.degradation,
+        use_text=cfg.generator.use_text,
+        name=cfg.name,
+        source=str(run.resolve()),
+        tgsr_version=__version__,
+    )
+    return TGSRPipeline(generator, text_encoder, vocab, info)
+
+
+def export_pipeline(run_dir: str | Path, out_dir: str | Path, onnx: bool = False) -> Path:
+    """Write the pipeline folder of ``run_dir`` into ``out_dir`` (and its ONNX files)."""
+    run, out = Path(run_dir), Path(out_dir)
+    if out.exists() and out.resolve() == run.resolve():
+        raise TGSRError("--out must differ from the run folder")
+    if out.is_file():
+        raise TGSRError(f"{out} is a file; --out must be a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / PIPELINE_NAME).is_file():
+        raise TGSRError(f"{out} exists, is not empty and is not a pipeline folder")
+    pipe = pipeline_from_run(run)
+    if (out / "onnx").is_dir():
+        shutil.rmtree(out / "onnx")
+    pipe.save_pretrained(out)
+    if onnx:
+        export_onnx(pipe, out / "onnx")
+    return out
+
+
+# ----------------------------------------------------------------------------- ONNX
+
+
+class PaddedTextEncoder(nn.Module):
+    """The :class:`~tgsr.models.TextEncoder` forward (eval mode) without packed sequences.
+
+    Forward direction: an LSTM over the padded batch gives, at every real step, exactly what the
+    packed run gives (padding only follows the real words). Backward direction: each caption is
+    reversed *within its length* (``t -> length - 1 - t`` for real steps, padding left in place),
+    run through the backward LSTM weights as a forward LSTM, and the outputs are put back in
+    caption order. Padded steps are zeroed. The sentence vector is the forward output at the last
+    real step and the backward output at step 0 (the final states of the packed run); a caption of
+    length 0 gives zeros, as in the packed encoder.
+    """
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        lstm = encoder.lstm
+        if lstm.num_layers != 1 or not lstm.bidirectional or not lstm.batch_first:
+            raise ValueError("PaddedTextEncoder supports the 1-layer bi-LSTM of TextEncoder")
+        self.embedding = encoder.embedding
+        e, h = lstm.input_size, lstm.hidden_size
+        self.forward_lstm = nn.LSTM(e, h, batch_first=True)
+        self.backward_lstm = nn.LSTM(e, h, batch_first=True)
+        with torch.no_grad():
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(self.forward_lstm, f"{name}_l0").copy_(getattr(lstm, f"{name}_l0"))
+                getattr(self.backward_lstm, f"{name}_l0").copy_(
+                    getattr(lstm, f"{name}_l0_reverse")
+                )
+        self.eval()
+
+    def forward(
+        self, tokens: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        _, t = tokens.shape
+        emb = self.embedding(tokens)  # (B, T, E); dropout is the identity in eval mode
+        lengths = lengths.to(torch.int64).unsqueeze(1)  # (B, 1)
+        steps = torch.arange(t, device=tokens.device).unsqueeze(0)  # (1, T)
+        valid = steps < lengths  # (B, T)
+        out_f, _ = self.forward_lstm(emb)  # (B, T, H)
+        order = torch.where(valid, lengths - 1 - steps, steps)  # (B, T), its own inverse
+        emb_r = emb.gather(1, order.unsqueeze(-1).expand(-1, -1, emb.shape[-1]))
+        out_b, _ = self.backward_lstm(emb_r)  # (B, T, H) in reversed order
+        out_b = out_b.gather(1, order.unsqueeze(-1).expand(-1, -1, out_b.shape[-1]))
+        keep = valid.unsqueeze(-1).to(out_f.dtype)  # (B, T, 1)
+        words = (torch.cat([out_f, out_b], dim=-1) * keep).transpose(1, 2)  # (B, 2H, T)
+        last = (lengths - 1).clamp(min=0).unsqueeze(-1).expand(-1, 1, out_f.shape[-1])
+        h_f = out_f.gather(1, last).squeeze(1)  # (B, H)
+        h_b = out_b[:, 0]  # (B, H)
+        nonempty = (lengths > 0).to(out_f.dtype)  # (B, 1)
+        sentence = torch.cat([h_f, h_b], dim=1) * nonempty  # (B, 2H)
+        return words, sentence
+
+
+class _GeneratorGraph(nn.Module):
+    """Generator forward with plain tensor outputs: (sr, attn of the last TAM) or sr."""
+
+    def __init__(self, generator: nn.Module):
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, lq, words=None, token_mask=None):
+        out = self.generator(lq, words, None, token_mask)
+        if self.generator.use_text:
+            return out.sr, out.attn[-1]
+        return out.sr
+
+
+def export_onnx(pipe: TGSRPipeline, out_dir: str | Path, opset: int = ONNX_OPSET) -> list[Path]:
+    """Export the generator (and the text encoder) of ``pipe`` to ``out_dir``; float32, CPU."""
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise TGSRError("ONNX export needs onnx: pip install 'tgsr[onnx]'") from None
+    if opset < 17:
+        raise TGSRError(f"ONNX opset must be >= 17, got {opset}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    generator = pipe.generator.float().cpu().eval()
+    size = max(pipe.info.lq_size, 8)
+    lq = torch.rand(2, 3, size, size)
+    written = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation / LSTM batch notes
+        if pipe.use_text:
+            encoder = PaddedTextEncoder(pipe.text_encoder.float().cpu().eval())
+            t = pipe.max_words
+            tokens = torch.randint(2, len(pipe.vocab), (2, t))
+            lengths = torch.tensor([t, max(1, t // 2)])
+            tokens[torch.arange(t)[None] >= lengths[:, None]] = 0
+            path = out / "text_encoder.onnx"
+            torch.onnx.export(
+                encoder,
+                (tokens, lengths),
+                str(path),
+                dynamo=False,
+                opset_version=opset,
+                input_names=["tokens", "lengths"],
+                output_names=["words", "sentence"],
+                dynamic_axes={"tokens": {0: "batch"}, "lengths": {0: "batch"},
+                              "words": {0: "batch"}, "sentence": {0: "batch"}},
+            )  # fmt: skip
+            written.append(path)
+            with torch.no_grad():
+                words, _ = encoder(tokens, lengths)
+            mask = torch.arange(t)[None] >= lengths[:, None]
+            args = (lq, words, mask)
+            names = ["lq", "words", "token_mask"]
+            outputs = ["sr", "attn"]
+            axes = {"lq": {0: "batch", 2: "height", 3: "width"}, "words": {0: "batch"},
+                    "token_mask": {0: "batch"}, "sr": {0: "batch", 2: "out_height", 3: "out_width"},
+                    "attn": {0: "batch", 2: "attn_height", 3: "attn_width"}}  # fmt: skip
+        else:
+            args, names, outputs = (lq,), ["lq"], ["sr"]
+            axes = {"lq": {0: "batch", 2: "height", 3: "width"},
+                    "sr": {0: "batch", 2: "out_height", 3: "out_width"}}  # fmt: skip
+        path = out / "generator.onnx"
+        torch.onnx.export(
+            _GeneratorGraph(generator),
+            args,
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=names,
+            output_names=outputs,
+            dynamic_axes=axes,
+        )
+        written.append(path)
+    pipe.generator.to(pipe.device, pipe.dtype)
+    if pipe.text_encoder is not None:
+        pipe.text_encoder.to(pipe.device)
+    return written

@@ -1,0 +1,104 @@
+"""Small building blocks shared by the generators and the discriminator.
+
+Paper preset (TGSR §3.3): 3×3 convs + ReLU (or LeakyReLU 0.2), residual blocks of two convs
+with a skip, 6×6 stride-2 deconvolutions. Released-code preset (facts §5.2): BatchNorm + GLU
+blocks and nearest-upsample conv blocks.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def make_activation(name: str) -> nn.Module:
+    if name == "relu":
+        return nn.ReLU(inplace=True)
+    if name == "leaky_relu":
+        return nn.LeakyReLU(0.2, inplace=True)
+    raise ValueError(f"unknown activation {name!r}")
+
+
+def conv3(in_ch: int, out_ch: int, bias: bool = True) -> nn.Conv2d:
+    return nn.Conv2d(in_ch, out_ch, 3, 1, 1, bias=bias)
+
+
+def deconv_x2(in_ch: int, out_ch: int) -> nn.ConvTranspose2d:
+    """6×6 transposed conv, stride 2, padding 2: exactly ×2 ((h-1)*2 - 4 + 6 = 2h)."""
+    return nn.ConvTranspose2d(in_ch, out_ch, 6, 2, 2)
+
+
+def image_head(
+    in_ch: int, kernel: int = 3, bias: bool = True, init_scale: float = 0.1
+) -> nn.Conv2d:
+    """A conv to 3 channels. Its weights start small (not zero) so that a residual image head
+    starts close to the plain upsample while the text still reaches the output."""
+    conv = nn.Conv2d(in_ch, 3, kernel, 1, kernel // 2, bias=bias)
+    with torch.no_grad():
+        conv.weight.mul_(init_scale)
+        if conv.bias is not None:
+            conv.bias.zero_()
+    return conv
+
+
+class ResidualBlock(nn.Module):
+    """conv3 → act → conv3, plus the identity (paper §3.3: "two convolution layers and a residual
+    connection")."""
+
+    def __init__(self, channels: int, activation: str = "relu"):
+        super().__init__()
+        self.body = nn.Sequential(
+            conv3(channels, channels), make_activation(activation), conv3(channels, channels)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class GLUConvBlock(nn.Module):
+    """Released-code block: conv3(C→2C) → BN → GLU → conv3(C→C) → BN, with an optional skip
+    (``ResBlock`` with ``skip=True``; the refine branch's inter-scale blocks have none)."""
+
+    def __init__(self, channels: int, skip: bool = True):
+        super().__init__()
+        self.skip = skip
+        self.body = nn.Sequential(
+            conv3(channels, 2 * channels, bias=False),
+            nn.BatchNorm2d(2 * channels),
+            nn.GLU(dim=1),
+            conv3(channels, channels, bias=False),
+            nn.BatchNorm2d(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        return x + y if self.skip else y
+
+
+def glu_conv(in_ch: int, out_ch: int, kernel: int = 3) -> nn.Sequential:
+    """conv(in → 2·out, no bias) → BN → GLU: ``out`` channels (released ``im2f`` / ``convin``)."""
+    return nn.Sequential(
+        nn.Conv2d(in_ch, 2 * out_ch, kernel, 1, kernel // 2, bias=False),
+        nn.BatchNorm2d(2 * out_ch),
+        nn.GLU(dim=1),
+    )
+
+
+def glu_up_block(in_ch: int, out_ch: int) -> nn.Sequential:
+    """Released ``upBlock``: nearest ×2 → conv3(in → 2·out) → BN → GLU."""
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), *glu_conv(in_ch, out_ch))
+
+
+def coord_channels(x: torch.Tensor) -> torch.Tensor:
+    """(B, 2, H, W): x and y coordinates in [-1, 1] (pixel centres)."""
+    b, _, h, w = x.shape
+    ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h, device=x.device, dtype=x.dtype)
+    xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w, device=x.device, dtype=x.dtype)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([gx, gy]).unsqueeze(0).expand(b, -1, -1, -1)
+
+
+def upsample_image(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The cheap upsample the image heads predict a residual over (bicubic, align_corners=False)."""
+    return F.interpolate(x, size=size, mode="bicubic", align_corners=False)

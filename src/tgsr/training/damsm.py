@@ -1,0 +1,164 @@
+"""DAMSM pre-training (AttnGAN's ``pretrain_DAMSM``, facts §3.7): the bi-LSTM text encoder and
+the image encoder's projections learn the word (γ1, γ2, γ3) and sentence losses.
+
+Differences from the released script, on purpose: Adam is created once (AttnGAN re-creates it
+every epoch, resetting its moments), training is measured in steps and may stop on a
+wall-clock budget, and checkpoints are atomic and resumable.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from tgsr.config import Config, save_config
+from tgsr.training.checkpoint import Stopwatch, load_checkpoint, save_checkpoint
+from tgsr.training.common import (
+    ScalarLog,
+    StepTimer,
+    StopSignal,
+    console,
+    format_losses,
+    infinite,
+    make_accelerator,
+    make_progress,
+    set_threads,
+)
+
+
+def build_damsm_modules(cfg: Config, vocab_size: int):
+    from tgsr.models.image_encoder import build_image_encoder
+    from tgsr.models.text_encoder import TextEncoder
+
+    text_encoder = TextEncoder(vocab_size, **asdict(cfg.damsm.text_encoder))
+    image_encoder = build_image_encoder(cfg.damsm.image_encoder)
+    return text_encoder, image_encoder
+
+
+def train_damsm(
+    cfg: Config,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    cpu: bool | None = None,
+) -> Path:
+    """Train a DAMSM pair on ``cfg.data`` and save it to ``out_dir`` (a DAMSM folder)."""
+    from accelerate.utils import set_seed
+
+    from tgsr.data.loader import build_dataset, build_vocabulary
+    from tgsr.models.damsm import damsm_loss
+    from tgsr.models.serialization import save_damsm
+
+    tc = cfg.damsm_train
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    accelerator = make_accelerator(tc.mixed_precision, cpu)
+    set_threads(cfg.train.torch_threads)
+    set_seed(tc.seed)
+    main = accelerator.is_main_process
+
+    vocab = build_vocabulary(cfg.data)
+    dataset = build_dataset(cfg.data, vocab, train=True)
+    loader = DataLoader(
+        dataset,
+        batch_size=tc.batch_size,
+        shuffle=not getattr(dataset, "is_stream", False),
+        drop_last=True,
+        num_workers=cfg.data.num_workers,
+    )
+    text_encoder, image_encoder = build_damsm_modules(cfg, len(vocab))
+    params = list(text_encoder.parameters()) + [
+        p for p in image_encoder.parameters() if p.requires_grad
+    ]
+    optimizer = torch.optim.Adam(params, lr=tc.lr, betas=tuple(tc.betas))
+    text_encoder, image_encoder, optimizer, loader = accelerator.prepare(
+        text_encoder, image_encoder, optimizer, loader
+    )
+    ckpt_dir = out_dir / "checkpoints" / "last"
+    step, elapsed = 0, 0.0
+    if resume and ckpt_dir.exists():
+        state = load_checkpoint(
+            ckpt_dir,
+            {"text_encoder": accelerator.unwrap_model(text_encoder),
+             "image_encoder": accelerator.unwrap_model(image_encoder)},
+            {"optimizer": optimizer},
+        )
+        step, elapsed = state["step"], state["elapsed"]
+        console.print(f"resumed DAMSM training at step {step}")
+    if main:
+        save_config(cfg, out_dir / "config.yaml")
+    log = ScalarLog(out_dir / "tb", enabled=main)
+    watch = Stopwatch(elapsed)
+    budget = tc.max_minutes * 60 if tc.max_minutes else math.inf
+    timer = StepTimer()
+
+    def checkpoint():
+        if main:
+            save_checkpoint(
+                ckpt_dir,
+                {"text_encoder": accelerator.unwrap_model(text_encoder),
+                 "image_encoder": accelerator.unwrap_model(image_encoder)},
+                {"optimizer": optimizer},
+                {"step": step, "elapsed": watch.elapsed},
+            )
+
+    text_encoder.train()
+    image_encoder.train()
+    batches = infinite(loader)
+    values: dict[str, float] = {}
+    with StopSignal() as stop, make_progress(disable=not (progress and main)) as bar:
+        task = bar.add_task("DAMSM", total=tc.max_steps, completed=step, info="")
+        while step < tc.max_steps and watch.elapsed < budget and not stop.requested:
+            batch = next(batches)
+            with accelerator.autocast():
+                words, sentence = text_encoder(batch["tokens"], batch["length"])
+                regions, global_feat = image_encoder(batch["gt"])
+                token_mask = batch["tokens"] == 0
+                loss, parts = damsm_loss(
+                    regions, global_feat, words, sentence, token_mask, batch.get("class_id"),
+                    cfg.damsm.gamma1, cfg.damsm.gamma2, cfg.damsm.gamma3,
+                )  # fmt: skip
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            if tc.rnn_grad_clip > 0:
+                accelerator.clip_grad_norm_(text_encoder.parameters(), tc.rnn_grad_clip)
+            optimizer.step()
+            step += 1
+            dt = timer.tick()
+            if step % tc.log_every == 0 or step == 1:
+                values = {k: v.item() for k, v in parts.items()} | {"loss": loss.item()}
+                log.add(step, values, "damsm/")
+            bar.update(task, completed=step, info=f"{dt * 1000:.0f} ms/step {format_losses(values, ['loss'])}")
+            if tc.checkpoint_every and step % tc.checkpoint_every == 0:
+                checkpoint()
+    checkpoint()
+    log.close()
+    if main:
+        te = accelerator.unwrap_model(text_encoder).eval()
+        ie = accelerator.unwrap_model(image_encoder).eval()
+        save_damsm(te, ie, out_dir, vocab, cfg.damsm)
+        console.print(
+            f"DAMSM saved to {out_dir} after {step} steps "
+            f"({watch.elapsed / 60:.1f} min); {vocab.oov_report()}"
+        )
+    accelerator.wait_for_everyone()
+    return out_dir
+
+
+def copy_damsm(src: str | Path, dst: str | Path) -> None:
+    """Copy a DAMSM folder's weights (not its checkpoints/logs) into a run folder."""
+    src, dst = Path(src), Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    for item in src.iterdir():
+        if item.name in ("checkpoints", "tb"):
+            continue
+        if item.is_dir():
+            shutil.copytree(item, dst / item.name, dirs_exist_ok=True)
+        else:
+            shutil.copy2(item, dst / item.name)

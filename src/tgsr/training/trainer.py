@@ -1,0 +1,282 @@
+"""TGSR training: one readable loop (paper §3.4, Eq. 3-4) on HF Accelerate.
+
+batch -> frozen DAMSM text features -> HR / low-pass pyramids -> D step -> G step -> EMA
+-> log -> images / checkpoint. The same code runs on CPU, one GPU, several GPUs and several
+nodes (``accelerate launch`` or ``torchrun``); mixed precision comes from
+``train.mixed_precision``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from tgsr.config import Config, save_config
+from tgsr.errors import TGSRError
+from tgsr.training.checkpoint import Stopwatch, load_checkpoint, save_checkpoint
+from tgsr.training.common import (
+    ScalarLog,
+    StepTimer,
+    StopSignal,
+    console,
+    format_losses,
+    infinite,
+    make_accelerator,
+    make_progress,
+    set_threads,
+)
+
+
+def needs_damsm(cfg: Config) -> bool:
+    return cfg.generator.use_text or cfg.loss.tic > 0 or cfg.loss.cgan > 0
+
+
+def build_generator(cfg: Config, word_dim: int):
+    from tgsr.models.generator import Generator
+
+    return Generator(scale=cfg.data.scale, word_dim=word_dim, **asdict(cfg.generator))
+
+
+def load_frozen_damsm(path: str | Path, need_image_encoder: bool):
+    """(text_encoder, image_encoder | None, vocab), frozen and in eval mode."""
+    from tgsr.models.serialization import load_damsm
+
+    damsm, vocab = load_damsm(path)
+    text_encoder, image_encoder = damsm.text_encoder, damsm.image_encoder
+    modules = [text_encoder] + ([image_encoder] if need_image_encoder else [])
+    for m in modules:
+        m.eval()
+        m.requires_grad_(False)
+    return text_encoder, (image_encoder if need_image_encoder else None), vocab
+
+
+def _grid_row(batch, out, n: int = 4) -> np.ndarray:
+    """LR (nearest) | coarse | fine | GT for the first ``n`` samples, one uint8 image."""
+    import torch.nn.functional as F
+
+    gt = batch["gt"][:n].float()
+    lq = F.interpolate(batch["lq"][:n].float(), size=gt.shape[-2:], mode="nearest")
+    cols = [lq, out.coarse[-1][:n].float(), out.sr[:n].float(), gt]
+    grid = torch.cat([torch.cat(list(c), dim=1) for c in cols], dim=2)  # (3, n*H, 4*W)
+    return (grid.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy())
+
+
+def fit(
+    cfg: Config,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    cpu: bool | None = None,
+) -> Path:
+    """Train TGSR as ``cfg`` says; write the run folder (docs/architecture.md)."""
+    from accelerate.utils import set_seed
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    from tgsr.data.degradations import build_pyramids
+    from tgsr.data.loader import build_dataset, build_vocabulary
+    from tgsr.losses import LossSuite
+    from tgsr.models.discriminator import Discriminator
+    from tgsr.models.serialization import save_generator
+    from tgsr.training.damsm import copy_damsm
+
+    tc = cfg.train
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    accelerator = make_accelerator(tc.mixed_precision, cpu)
+    set_threads(tc.torch_threads)
+    set_seed(tc.seed, device_specific=False)
+    main = accelerator.is_main_process
+    device = accelerator.device
+
+    # ---- text side: a pre-trained DAMSM, frozen (paper §3.4) -------------------------------
+    text_encoder = image_encoder = None
+    if needs_damsm(cfg):
+        if not cfg.damsm.path:
+            raise TGSRError(
+                "this config uses text: pre-train a DAMSM first (`tgsr damsm train --config ...`) "
+                "and pass it with --set damsm.path=DIR"
+            )
+        text_encoder, image_encoder, vocab = load_frozen_damsm(cfg.damsm.path, cfg.loss.tic > 0)
+        text_encoder.to(device)
+        if image_encoder is not None:
+            image_encoder.to(device)
+        word_dim = text_encoder.feature_dim
+    else:
+        vocab = build_vocabulary(cfg.data)
+        word_dim = 2 * cfg.damsm.text_encoder.hidden_dim
+
+    # ---- data ----------------------------------------------------------------------------
+    dataset = build_dataset(cfg.data, vocab, train=True)
+    loader = DataLoader(
+        dataset,
+        batch_size=tc.batch_size,
+        shuffle=not getattr(dataset, "is_stream", False),
+        drop_last=True,
+        num_workers=cfg.data.num_workers,
+        persistent_workers=cfg.data.num_workers > 0,
+    )
+
+    # ---- networks, losses, optimizers ----------------------------------------------------
+    generator = build_generator(cfg, word_dim)
+    discriminator = None
+    if cfg.loss.cgan > 0:
+        discriminator = Discriminator(
+            hr_size=cfg.data.hr_size, scale=cfg.data.scale, sentence_dim=word_dim,
+            **asdict(cfg.discriminator),
+        )  # fmt: skip
+    suite = LossSuite(cfg.loss, cfg.generator, cfg.damsm, degradation=cfg.data.degradation)
+    memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
+    generator.to(memory_format=memory_format)
+    opt_g = torch.optim.Adam(
+        generator.parameters(), lr=tc.lr, betas=tuple(tc.betas), eps=tc.eps,
+        weight_decay=tc.weight_decay,
+    )  # fmt: skip
+    warmup = max(tc.warmup_steps, 1)
+    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, lambda s: min(1.0, (s + 1) / warmup))
+    modules = {"generator": generator}
+    optimizers = {"generator": opt_g}
+    if discriminator is not None:
+        discriminator.to(memory_format=memory_format)
+        opt_d = torch.optim.Adam(discriminator.parameters(), lr=tc.d_lr, betas=tuple(tc.betas))
+        discriminator, opt_d = accelerator.prepare(discriminator, opt_d)
+        modules["discriminator"] = discriminator
+        optimizers["discriminator"] = opt_d
+    generator, opt_g, loader = accelerator.prepare(generator, opt_g, loader)
+    ema = None
+    if tc.ema_decay > 0:
+        ema = AveragedModel(
+            accelerator.unwrap_model(generator),
+            multi_avg_fn=get_ema_multi_avg_fn(tc.ema_decay),
+            use_buffers=True,
+        )
+        modules["ema"] = ema
+
+    # ---- resume --------------------------------------------------------------------------
+    ckpt_dir = run_dir / "checkpoints" / "last"
+    step, elapsed = 0, 0.0
+    plain = {k: accelerator.unwrap_model(m) for k, m in modules.items()}
+    if resume:
+        if not ckpt_dir.exists():
+            raise TGSRError(f"--resume: no checkpoint in {ckpt_dir}")
+        state = load_checkpoint(ckpt_dir, plain, optimizers)
+        step, elapsed = state["step"], state["elapsed"]
+        sched_g.last_epoch = step - 1
+        console.print(f"resumed at step {step} ({elapsed / 60:.1f} min already trained)")
+    if main:
+        save_config(cfg, run_dir / "config.yaml")
+        vocab.save(run_dir / "vocab.json")
+        if cfg.damsm.path:
+            copy_damsm(cfg.damsm.path, run_dir / "damsm")
+        (run_dir / "samples").mkdir(exist_ok=True)
+    log = ScalarLog(run_dir / "tb", enabled=main)
+    watch = Stopwatch(elapsed)
+    budget = tc.max_minutes * 60 if tc.max_minutes else math.inf
+    timer = StepTimer()
+
+    def checkpoint():
+        if main:
+            save_checkpoint(ckpt_dir, plain, optimizers, {"step": step, "elapsed": watch.elapsed})
+
+    def to_device(batch):
+        out = {}
+        for k, v in batch.items():
+            if torch.is_tensor(v):
+                v = v.to(device, non_blocking=True)
+                if v.dim() == 4:
+                    v = v.contiguous(memory_format=memory_format)
+            out[k] = v
+        return out
+
+    generator.train()
+    if discriminator is not None:
+        discriminator.train()
+    batches = infinite(loader)
+    values: dict[str, float] = {}
+    show = ["g_total", "l2", "tar", "tic", "cgan", "d_total"]
+    with StopSignal() as stop, make_progress(disable=not (progress and main)) as bar:
+        task = bar.add_task(cfg.name, total=tc.max_steps, completed=step, info="")
+        while step < tc.max_steps and watch.elapsed < budget and not stop.requested:
+            batch = to_device(next(batches))
+            text = None
+            if text_encoder is not None:
+                with torch.no_grad():
+                    text = text_encoder.encode(batch["tokens"], batch["length"])
+            with torch.no_grad():
+                gt_levels, lowpass_levels = build_pyramids(
+                    batch["gt"], cfg.data.scale, cfg.data.lowpass_sigma, cfg.data.degradation
+                )
+            words = text.words if (text is not None and cfg.generator.use_text) else None
+            mask = text.token_mask if text is not None else None
+
+            # -- discriminator step ---------------------------------------------------------
+            with accelerator.autocast():
+                out = generator(batch["lq"], words, None, mask)
+            d_values = {}
+            if discriminator is not None:
+                with accelerator.autocast():
+                    d_loss, d_values = suite.discriminator_loss(out, batch, text, discriminator)
+                opt_d.zero_grad(set_to_none=True)
+                accelerator.backward(d_loss)
+                if tc.grad_clip > 0:
+                    accelerator.clip_grad_norm_(discriminator.parameters(), tc.grad_clip)
+                opt_d.step()
+
+            # -- generator step -------------------------------------------------------------
+            with accelerator.autocast():
+                g_loss, g_values = suite.generator_loss(
+                    out, batch, gt_levels, lowpass_levels, text,
+                    damsm_image_encoder=image_encoder, discriminator=discriminator,
+                )  # fmt: skip
+            opt_g.zero_grad(set_to_none=True)
+            accelerator.backward(g_loss)
+            if tc.grad_clip > 0:
+                accelerator.clip_grad_norm_(generator.parameters(), tc.grad_clip)
+            opt_g.step()
+            sched_g.step()
+            step += 1
+            if ema is not None:
+                if step <= tc.ema_start:
+                    ema.module.load_state_dict(accelerator.unwrap_model(generator).state_dict())
+                else:
+                    ema.update_parameters(accelerator.unwrap_model(generator))
+
+            # -- log / images / checkpoint --------------------------------------------------
+            dt = timer.tick()
+            if step % tc.log_every == 0 or step == 1:
+                values = {**g_values, **d_values}
+                values = {k: float(v) for k, v in values.items()}
+                log.add(step, values, "train/")
+                log.add(step, {"ms_per_step": dt * 1000, "lr": sched_g.get_last_lr()[0]}, "perf/")
+            bar.update(task, completed=step,
+                       info=f"{dt * 1000:.0f} ms/step {format_losses(values, show)}")  # fmt: skip
+            if main and tc.image_every and step % tc.image_every == 0:
+                row = _grid_row(batch, out)
+                log.image("samples/lq_coarse_fine_gt", row, step)
+                from PIL import Image
+
+                Image.fromarray(row).save(run_dir / "samples" / f"step_{step:07d}.png")
+            if tc.checkpoint_every and step % tc.checkpoint_every == 0:
+                checkpoint()
+    checkpoint()
+    accelerator.wait_for_everyone()
+    if main:
+        final = ema.module if ema is not None else accelerator.unwrap_model(generator)
+        save_generator(final, run_dir / "generator")
+        (run_dir / "train_summary.json").write_text(json.dumps({
+            "steps": step,
+            "minutes": watch.elapsed / 60,
+            "stopped_by": "signal" if stop.requested else (
+                "max_steps" if step >= tc.max_steps else "max_minutes"),
+            "images_seen": step * tc.batch_size * accelerator.num_processes,
+            "history": log.history,
+        }))  # fmt: skip
+        console.print(f"{cfg.name}: {step} steps in {watch.elapsed / 60:.1f} min -> {run_dir}")
+    log.close()
+    return run_dir

@@ -1,0 +1,58 @@
+import torch
+
+from tgsr.models import TextAttention
+
+
+def _inputs():
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(3, 8, 5, 6, generator=g)
+    words = torch.randn(3, 10, 6, generator=g)
+    lengths = torch.tensor([6, 2, 0])
+    mask = torch.arange(6)[None] >= lengths[:, None]
+    words = words.masked_fill(mask[:, None, :], 0.0)
+    return feats, words, mask, lengths
+
+
+def test_attention_sums_to_one_and_zero_on_padding():
+    torch.manual_seed(0)
+    tam = TextAttention(8, 10)
+    feats, words, mask, _ = _inputs()
+    attended, attn = tam(feats, words, mask)
+    assert attended.shape == feats.shape and attn.shape == (3, 6, 5, 6)
+    torch.testing.assert_close(attn[:2].sum(1), torch.ones(2, 5, 6))
+    assert torch.all(attn[mask[:, :, None, None].expand_as(attn)] == 0)
+
+
+def test_empty_caption_gives_zero_not_nan():
+    torch.manual_seed(0)
+    tam = TextAttention(8, 10)
+    feats, words, mask, _ = _inputs()
+    attended, attn = tam(feats, words, mask)
+    assert torch.isfinite(attended).all() and torch.isfinite(attn).all()
+    assert torch.all(attended[2] == 0) and torch.all(attn[2] == 0)
+    feats.requires_grad_(True)
+    attended, _ = tam(feats, words, mask)
+    attended.sum().backward()
+    assert torch.isfinite(feats.grad).all()
+
+
+def test_mixed_lengths_equal_each_alone():
+    torch.manual_seed(0)
+    tam = TextAttention(8, 10)
+    feats, words, mask, lengths = _inputs()
+    attended, attn = tam(feats, words, mask)
+    for i in range(2):
+        n = int(lengths[i])
+        a1, m1 = tam(feats[i : i + 1], words[i : i + 1, :, :n], None)
+        torch.testing.assert_close(attended[i], a1[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(attn[i, :n], m1[0], atol=1e-6, rtol=1e-5)
+
+
+def test_padding_values_change_nothing():
+    torch.manual_seed(0)
+    tam = TextAttention(8, 10)
+    feats, words, mask, _ = _inputs()
+    noisy = words + torch.randn_like(words) * mask[:, None, :]
+    a1, m1 = tam(feats, words, mask)
+    a2, m2 = tam(feats, noisy, mask)
+    assert torch.equal(a1, a2) and torch.equal(m1, m2)

@@ -1,0 +1,142 @@
+import pytest
+import torch
+
+from tgsr.models import Generator, TextAttention, TextEncoder
+
+D = 16
+
+
+def _text(batch: int = 2, t: int = 6, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor([6, 3, 4, 1][:batch])
+    tokens = torch.randint(2, 30, (batch, t), generator=g)
+    tokens[torch.arange(t)[None] >= lengths[:, None]] = 0
+    return tokens, lengths
+
+
+def _encoder():
+    torch.manual_seed(0)
+    return TextEncoder(30, embedding_dim=8, hidden_dim=D // 2, dropout=0.0).eval()
+
+
+def _gen(scale=8, arch="paper", **kw):
+    torch.manual_seed(0)
+    kw.setdefault("channels", 8)
+    return Generator(scale, D, arch=arch, **kw).eval()
+
+
+@pytest.mark.parametrize("arch", ["paper", "released"])
+@pytest.mark.parametrize("scale", [4, 8, 16])
+def test_shapes(arch, scale):
+    gen = _gen(scale, arch, refine_input="highpass", refine_res_blocks=2)
+    tokens, lengths = _text()
+    feats = _encoder().encode(tokens, lengths)
+    out = gen(torch.rand(2, 3, 8, 8), feats.words, feats.sentence, feats.token_mask)
+    n = {4: 2, 8: 3, 16: 4}[scale]
+    assert out.sr.shape == (2, 3, 8 * scale, 8 * scale)
+    assert [c.shape[-1] for c in out.coarse] == [8 * 2**k for k in range(1, n + 1)]
+    assert [f.shape[-1] for f in out.fine] == [8 * 2**k for k in range(1, n + 1)]
+    assert out.sr is out.fine[-1] and len(out.attn) == n
+    half = 2 if arch == "released" else 1  # released: TAM before each upsampling
+    assert [a.shape for a in out.attn] == [
+        (2, 6, 8 * 2**k // half, 8 * 2**k // half) for k in range(1, n + 1)
+    ]
+    for a in out.attn:
+        torch.testing.assert_close(a[0].sum(0), torch.ones_like(a[0, 0]))
+        assert torch.all(a[1, 3:] == 0)
+
+
+@pytest.mark.parametrize("arch", ["paper", "released"])
+def test_flags_off_build_nothing(arch):
+    gen = (
+        _gen(8, arch, use_text=False, coarse_to_fine=False)
+        if arch == "paper"
+        else _gen(8, arch, use_text=False)
+    )
+    assert not any(isinstance(m, TextAttention) for m in gen.modules())
+    lq = torch.rand(2, 3, 8, 8)
+    out = gen(lq)
+    assert out.attn == []
+    tokens, lengths = _text()
+    feats = _encoder().encode(tokens, lengths)
+    assert torch.equal(
+        gen(lq, feats.words, feats.sentence, feats.token_mask).sr, out.sr
+    )  # text ignored
+    if arch == "paper":
+        assert not hasattr(gen, "refine_stages") and not hasattr(gen, "refine_head")
+        assert all(c is f for c, f in zip(out.coarse, out.fine, strict=True))
+
+
+@pytest.mark.parametrize("arch", ["paper", "released"])
+def test_text_changes_output_padding_does_not(arch):
+    gen, enc = _gen(8, arch, text_fusion="concat"), _encoder()
+    lq = torch.rand(2, 3, 8, 8)
+    tokens, lengths = _text()
+
+    def run(tok):
+        f = enc.encode(tok, lengths)
+        return gen(lq, f.words, f.sentence, f.token_mask).sr
+
+    base = run(tokens)
+    padded = tokens.clone()
+    padded[1, 3:] = torch.tensor([5, 6, 7])  # garbage in padding slots
+    assert torch.equal(run(padded), base)
+    edited = tokens.clone()
+    edited[1, 1] = (edited[1, 1] + 1) % 28 + 2  # change one real word
+    diff = (run(edited) - base).abs().amax(dim=(1, 2, 3))
+    assert diff[1] > 1e-5 and diff[0] == 0
+
+
+@pytest.mark.parametrize("arch", ["paper", "released"])
+def test_mixed_lengths_equal_each_alone(arch):
+    gen, enc = _gen(4, arch), _encoder()
+    lq = torch.rand(2, 3, 8, 8)
+    feats = enc.encode(*_text())
+    out = gen(lq, feats.words, feats.sentence, feats.token_mask)
+    one = gen(lq[1:], feats.words[1:, :, :3], None, feats.token_mask[1:, :3])
+    torch.testing.assert_close(out.sr[1], one.sr[0], atol=1e-5, rtol=1e-5)
+
+
+def test_paper_options_and_backward():
+    gen = _gen(
+        8, "paper", activation="leaky_relu", coord_channels=True, text_fusion="concat_mul"
+    ).train()
+    feats = _encoder().encode(*_text())
+    out = gen(torch.rand(2, 3, 8, 8), feats.words, None, feats.token_mask)
+    sum(x.mean() for x in out.fine + out.coarse).backward()
+    assert all(p.grad is not None for p in gen.parameters())
+
+
+def test_image_residual_starts_near_bicubic():
+    gen = _gen(8, "paper", use_text=False, coarse_to_fine=False)
+    lq = torch.rand(2, 3, 8, 8)
+    bicubic = torch.nn.functional.interpolate(
+        lq, size=(64, 64), mode="bicubic", align_corners=False
+    )
+    assert (gen(lq).sr - bicubic).abs().mean() < 0.05
+    assert not torch.equal(gen(lq).sr, bicubic)
+
+
+@pytest.mark.parametrize("arch", ["paper", "released"])
+def test_bf16_autocast_channels_last(arch):
+    gen = _gen(8, arch).train().to(memory_format=torch.channels_last)
+    feats = _encoder().encode(*_text())
+    lq = torch.rand(2, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = gen(lq, feats.words, feats.sentence, feats.token_mask)
+        loss = sum(((x.float() - 0.5) ** 2).mean() for x in out.fine + out.coarse)
+    loss.backward()
+    assert out.sr.shape == (2, 3, 64, 64) and torch.isfinite(loss)
+
+
+def test_text_required_when_use_text():
+    with pytest.raises(ValueError, match="uses text"):
+        _gen(4)(torch.rand(1, 3, 8, 8))
+
+
+def test_released_parameter_counts_match_checkpoint():
+    """facts §5.3–5.4: global branch 908,656 − CA net 102,800 (not built), refine 282,656."""
+    gen = Generator(8, 256, arch="released", channels=32, num_res_blocks=2, refine_res_blocks=6)
+    refine = sum(p.numel() for n, p in gen.named_parameters() if n.startswith(("convin", "refine")))
+    total = sum(p.numel() for p in gen.parameters())
+    assert (total - refine, refine) == (805_856, 282_656)

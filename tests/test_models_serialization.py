@@ -1,0 +1,124 @@
+import json
+
+import pytest
+import torch
+
+from tgsr.config import DAMSMConfig, ImageEncoderConfig, TextEncoderConfig
+from tgsr.errors import ModelFormatError
+from tgsr.models import (
+    Generator,
+    LightImageEncoder,
+    TextEncoder,
+    load_component,
+    load_damsm,
+    load_generator,
+    load_text_encoder,
+    save_component,
+    save_damsm,
+    save_generator,
+    save_text_encoder,
+)
+from tgsr.text import Vocabulary
+
+VOCAB = Vocabulary.build(["a red square on the left", "a blue circle on the right"])
+
+
+def _text_inputs():
+    tokens = torch.tensor([[2, 3, 4, 0], [2, 5, 0, 0]])
+    return tokens, torch.tensor([3, 2])
+
+
+@pytest.mark.parametrize("arch", ["paper", "released"])
+def test_generator_round_trip(tmp_path, arch):
+    torch.manual_seed(0)
+    gen = Generator(4, 8, arch=arch, channels=8, coord_channels=True).eval()
+    lq, words = torch.rand(2, 3, 8, 8), torch.randn(2, 8, 4)
+    mask = torch.tensor([[False, False, False, True], [False, False, True, True]])
+    save_generator(gen, tmp_path / "g", extra={"note": "x"})
+    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == [
+        "config.json",
+        "model.safetensors",
+    ]
+    meta = json.loads((tmp_path / "g" / "config.json").read_text())
+    assert meta["format_version"] == 1 and meta["kind"] == "generator" and meta["note"] == "x"
+    loaded = load_generator(tmp_path / "g")
+    assert torch.equal(loaded(lq, words, None, mask).sr, gen(lq, words, None, mask).sr)
+
+
+def test_text_encoder_and_damsm_round_trip(tmp_path):
+    torch.manual_seed(0)
+    text = TextEncoder(len(VOCAB), **vars(TextEncoderConfig(embedding_dim=6, hidden_dim=4))).eval()
+    image = LightImageEncoder(8, 4, 32).eval()
+    tokens, lengths = _text_inputs()
+    save_text_encoder(text, tmp_path / "t", VOCAB)
+    loaded, vocab = load_text_encoder(tmp_path / "t")
+    assert vocab == VOCAB
+    for a, b in zip(loaded(tokens, lengths), text(tokens, lengths), strict=True):
+        assert torch.equal(a, b)
+    cfg = DAMSMConfig(
+        image_encoder=ImageEncoderConfig(
+            kind="light", feature_dim=8, light_channels=4, light_input_size=32
+        )
+    )
+    save_damsm(text, image, tmp_path / "d", VOCAB, cfg)
+    damsm, vocab = load_damsm(tmp_path / "d")
+    assert vocab == VOCAB and damsm.gamma1 == cfg.gamma1
+    img = torch.rand(2, 3, 32, 32)
+    assert torch.equal(damsm.image_encoder(img)[0], image(img)[0])
+    assert torch.equal(damsm.loss(img, tokens, lengths)[0], damsm.loss(img, tokens, lengths)[0])
+
+
+def test_format_errors(tmp_path):
+    torch.manual_seed(0)
+    gen = Generator(4, 8, channels=8)
+    save_generator(gen, tmp_path / "g")
+    with pytest.raises(ModelFormatError, match="not found"):
+        load_generator(tmp_path / "missing")
+    with pytest.raises(ModelFormatError, match="holds a 'generator', expected a 'text_encoder'"):
+        load_text_encoder(tmp_path / "g")
+    # wrong architecture: same kind, other widths -> shape mismatch names the keys
+    save_component(Generator(4, 8, channels=4), tmp_path / "g4", "generator", dict(gen.config))
+    with pytest.raises(ModelFormatError, match=r"shape mismatch: head\.0\.weight"):
+        load_generator(tmp_path / "g4")
+    save_component(
+        Generator(4, 8, channels=8, use_text=False), tmp_path / "nt", "generator", dict(gen.config)
+    )
+    with pytest.raises(ModelFormatError, match=r"missing keys: stages\.0\.tam"):
+        load_generator(tmp_path / "nt")
+    # unsupported version, unknown config key, corrupt weights, missing files
+    meta = json.loads((tmp_path / "g" / "config.json").read_text())
+    (tmp_path / "g" / "config.json").write_text(json.dumps({**meta, "format_version": 99}))
+    with pytest.raises(ModelFormatError, match="unsupported format_version 99"):
+        load_generator(tmp_path / "g")
+    (tmp_path / "g" / "config.json").write_text(
+        json.dumps({**meta, "config": {**meta["config"], "width": 3}})
+    )
+    with pytest.raises(ModelFormatError, match="unknown config key 'generator.width'"):
+        load_generator(tmp_path / "g")
+    (tmp_path / "g" / "config.json").write_text(json.dumps(meta))
+    (tmp_path / "g" / "model.safetensors").write_bytes(b"\x00garbage")
+    with pytest.raises(ModelFormatError, match="corrupt or not a safetensors file"):
+        load_component(tmp_path / "g", "generator")
+    (tmp_path / "g" / "model.safetensors").unlink()
+    with pytest.raises(ModelFormatError, match="missing model.safetensors"):
+        load_generator(tmp_path / "g")
+    (tmp_path / "g" / "config.json").write_text("{not json")
+    with pytest.raises(ModelFormatError, match="not valid JSON"):
+        load_generator(tmp_path / "g")
+
+
+def test_damsm_folder_needs_vocab(tmp_path):
+    torch.manual_seed(0)
+    text = TextEncoder(len(VOCAB), 6, 4)
+    cfg = DAMSMConfig(
+        image_encoder=ImageEncoderConfig(kind="light", feature_dim=8, light_channels=4)
+    )
+    save_damsm(text, LightImageEncoder(8, 4), tmp_path / "d", VOCAB, cfg)
+    (tmp_path / "d" / "vocab.json").unlink()
+    with pytest.raises(ModelFormatError, match="missing vocab.json"):
+        load_damsm(tmp_path / "d")
+
+
+def test_no_temp_files_left(tmp_path):
+    save_generator(Generator(4, 8, channels=4), tmp_path / "g")
+    assert not [p for p in (tmp_path / "g").iterdir() if p.name.startswith(".")]
