@@ -43,8 +43,16 @@ def tiny_config(scale: int = 8, use_text: bool = True, arch: str = "paper", **ge
         "discriminator.channels=8",
     ]
     if not use_text:
-        overrides += ["loss.tar=0", "loss.tic=0", "loss.fine_l2=1", "discriminator.conditional=false"]
-    overrides += [f"generator.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in generator.items()]
+        overrides += [
+            "loss.tar=0",
+            "loss.tic=0",
+            "loss.fine_l2=1",
+            "discriminator.conditional=false",
+        ]
+    overrides += [
+        f"generator.{k}={str(v).lower() if isinstance(v, bool) else v}"
+        for k, v in generator.items()
+    ]
     return load_config(None, overrides)
 
 

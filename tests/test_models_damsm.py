@@ -54,9 +54,9 @@ def _small_encoders(seed=0):
 def test_light_encoder_shapes_and_resize():
     enc = LightImageEncoder(feature_dim=32, channels=8, input_size=64)
     regions, glob = enc(torch.rand(2, 3, 64, 64))
-    assert regions.shape == (2, 32, 16, 16) and glob.shape == (2, 32)
+    assert regions.shape == (2, 32, 8, 8) and glob.shape == (2, 32)
     regions, _ = enc(torch.rand(2, 3, 128, 128))
-    assert regions.shape == (2, 32, 16, 16)
+    assert regions.shape == (2, 32, 8, 8)
     enc = build_image_encoder(ImageEncoderConfig(kind="light", feature_dim=32, light_channels=8))
     assert isinstance(enc, LightImageEncoder)
 

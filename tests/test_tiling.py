@@ -60,7 +60,9 @@ def test_tile_starts_cover_and_are_flush():
             assert a + size - b >= overlap  # at least the requested overlap
 
 
-@pytest.mark.parametrize("length,tile,overlap,scale", [(100, 32, 8, 4), (50, 16, 12, 2), (37, 20, 9, 8)])
+@pytest.mark.parametrize(
+    "length,tile,overlap,scale", [(100, 32, 8, 4), (50, 16, 12, 2), (37, 20, 9, 8)]
+)
 def test_weights_sum_to_one(length, tile, overlap, scale):
     starts, windows = tile_weights(length, tile, overlap, scale, margin=overlap // 4)
     total = torch.zeros(length * scale, dtype=torch.float64)

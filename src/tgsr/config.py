@@ -92,7 +92,7 @@ class ImageEncoderConfig:
     weights: str | None = None  # local ImageNet Inception-v3 file (torchvision's), optional
     feature_dim: int = 256  # must equal 2 * text_encoder.hidden_dim
     light_channels: int = 64  # width of the light CNN preset
-    light_input_size: int = 64  # the light CNN resizes its input to this side (regions: side/4)
+    light_input_size: int = 64  # the light CNN resizes its input to this side (regions: side/8)
 
 
 @dataclass
@@ -388,7 +388,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
                 raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
-            return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+            return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
         inner = args[0] if args else Any
         return origin(_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value))
     if dataclasses.is_dataclass(tp):

@@ -20,6 +20,7 @@ ONNX inputs / outputs::
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import warnings
 from dataclasses import asdict
@@ -179,9 +180,7 @@ class PaddedTextEncoder(nn.Module):
         with torch.no_grad():
             for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
                 getattr(self.forward_lstm, f"{name}_l0").copy_(getattr(lstm, f"{name}_l0"))
-                getattr(self.backward_lstm, f"{name}_l0").copy_(
-                    getattr(lstm, f"{name}_l0_reverse")
-                )
+                getattr(self.backward_lstm, f"{name}_l0").copy_(getattr(lstm, f"{name}_l0_reverse"))
         self.eval()
 
     def forward(
@@ -205,6 +204,41 @@ class PaddedTextEncoder(nn.Module):
         nonempty = (lengths > 0).to(out_f.dtype)  # (B, 1)
         sentence = torch.cat([h_f, h_b], dim=1) * nonempty  # (B, 2H)
         return words, sentence
+
+
+def _traceable_lowpass(img: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
+    """:func:`tgsr.data.degradations.lowpass` with a kernel of constant shape for the ONNX tracer
+    (the library version expands the kernel to the traced channel count, which ONNX cannot
+    export as a convolution weight). Same math: symmetric borders, separable Gaussian."""
+    import torch.nn.functional as F
+
+    from tgsr.data.degradations import gaussian_kernel
+
+    if sigma <= 0:
+        return img
+    c = int(img.shape[1])  # a constant in the graph: the refine input always has 3 channels
+    k = gaussian_kernel(sigma).to(img.dtype)
+    r = (k.numel() - 1) // 2
+
+    def mirror(n):  # indices of a length-n signal padded by r, edge repeated
+        i = torch.remainder(torch.arange(-r, n + r), 2 * n)
+        return torch.where(i < n, i, 2 * n - 1 - i)
+
+    x = img.index_select(2, mirror(img.shape[2])).index_select(3, mirror(img.shape[3]))
+    x = F.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)  # (B, C, H, W + 2r)
+    return F.conv2d(x, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)  # (B, C, H, W)
+
+
+@contextlib.contextmanager
+def _onnx_friendly_modules():
+    import tgsr.models.generator as generator_module
+
+    original = generator_module.lowpass
+    generator_module.lowpass = _traceable_lowpass
+    try:
+        yield
+    finally:
+        generator_module.lowpass = original
 
 
 class _GeneratorGraph(nn.Module):
@@ -270,18 +304,19 @@ def export_onnx(pipe: TGSRPipeline, out_dir: str | Path, opset: int = ONNX_OPSET
             axes = {"lq": {0: "batch", 2: "height", 3: "width"},
                     "sr": {0: "batch", 2: "out_height", 3: "out_width"}}  # fmt: skip
         path = out / "generator.onnx"
-        torch.onnx.export(
-            _GeneratorGraph(generator),
-            args,
-            str(path),
-            dynamo=False,
-            opset_version=opset,
-            input_names=names,
-            output_names=outputs,
-            dynamic_axes=axes,
-        )
+        with _onnx_friendly_modules():
+            torch.onnx.export(
+                _GeneratorGraph(generator).eval(),  # the exporter restores the wrapper's mode
+                args,
+                str(path),
+                dynamo=False,
+                opset_version=opset,
+                input_names=names,
+                output_names=outputs,
+                dynamic_axes=axes,
+            )
         written.append(path)
-    pipe.generator.to(pipe.device, pipe.dtype)
+    pipe.generator.to(pipe.device, pipe.dtype).eval()
     if pipe.text_encoder is not None:
-        pipe.text_encoder.to(pipe.device)
+        pipe.text_encoder.to(pipe.device).eval()
     return written

@@ -73,9 +73,9 @@ def run_quickstart(out: str | Path, minutes: float = 18.0, seed: int = 0,
     console.rule("3/5 TGSR x8 (text attention, coarse-to-fine, TAR + TIC)")
     tgsr_cfg = cfgs["tgsr"]
     tgsr_cfg = _with(tgsr_cfg, damsm=dataclasses.replace(tgsr_cfg.damsm, path=str(damsm_dir)))
-    tgsr_run = fit(tgsr_cfg, out / "runs" / "tgsr", cpu=True)
+    tgsr_run = fit(tgsr_cfg, out / "runs" / "tgsr", cpu=True).run_dir
     console.rule("4/5 no-text baseline x8 (same data, L2 only)")
-    base_run = fit(cfgs["baseline"], out / "runs" / "baseline", cpu=True)
+    base_run = fit(cfgs["baseline"], out / "runs" / "baseline", cpu=True).run_dir
 
     console.rule("5/5 evaluation: TGSR vs baseline vs bicubic")
     tgsr_model, _ = load_run(tgsr_run)

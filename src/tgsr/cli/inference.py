@@ -43,7 +43,11 @@ def _read_manifest(path: Path, default_captions: list[str], skip_bad: bool, bad:
                 raise ValueError('each line needs an "image" path')
             if "captions" in rec:
                 caps = rec["captions"]
-                if not isinstance(caps, list) or not caps or not all(isinstance(c, str) for c in caps):
+                if (
+                    not isinstance(caps, list)
+                    or not caps
+                    or not all(isinstance(c, str) for c in caps)
+                ):
                     raise ValueError('"captions" must be a non-empty list of strings')
             elif "caption" in rec:
                 if not isinstance(rec["caption"], str):
@@ -153,7 +157,7 @@ def upscale(
     from tgsr.data.images import load_image, save_png
     from tgsr.pipeline import CaptionWarning, TGSRPipeline
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     if tile is not None and tile < 0:
         raise TGSRError("--tile must be >= 0")
     dev = _pick_device(device)
@@ -283,7 +287,9 @@ def export(
 def demo(
     model: Path = typer.Option(..., "--model", "-m", help="Pipeline folder (or a run folder)."),
     port: int = typer.Option(7860, "--port", help="Port (0: a free one)."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (default: local only)."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Interface to bind (default: local only)."
+    ),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:0, mps."),
     max_upload_mb: float = typer.Option(10.0, "--max-upload-mb", help="Upload size limit."),
 ) -> None:

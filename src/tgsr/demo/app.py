@@ -131,7 +131,9 @@ def build_demo(
                 (attention_overlay(sr, first.attention[0][i]), word)
                 for i, word in enumerate(first.words[0])
             ]
-        edits = [(r.images[0], c or "(empty caption)") for r, c in zip(results, captions, strict=True)]
+        edits = [
+            (r.images[0], c or "(empty caption)") for r, c in zip(results, captions, strict=True)
+        ]
         notes = [f"Output: {sr.shape[1]}x{sr.shape[0]} (x{pipe.scale})."]
         if not pipe.use_text:
             notes.append("This model does not use text: the caption is ignored.")

@@ -49,7 +49,9 @@ def _match(v: torch.Tensor, e: torch.Tensor, mask: torch.Tensor, gamma1: float, 
     return torch.logsumexp(gamma2 * cos, dim=-1), attn  # (Eq. 8)
 
 
-def _match_pairs(v: torch.Tensor, e: torch.Tensor, mask: torch.Tensor, gamma1: float, gamma2: float):
+def _match_pairs(
+    v: torch.Tensor, e: torch.Tensor, mask: torch.Tensor, gamma1: float, gamma2: float
+):
     """All image-caption pairs at once without materialising (B_img, B_cap, D, R) copies:
     v (I, D, R), e (J, D, T), mask (J, T) -> score (I, J). Same maths as :func:`_match`."""
     s = torch.einsum("idr,jdt->ijrt", v, e)  # one (I*R, D) x (D, J*T) matmul

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from tgsr.config import Config, save_config
+from tgsr.errors import TGSRError
 from tgsr.training.checkpoint import Stopwatch, load_checkpoint, save_checkpoint
 from tgsr.training.common import (
     ScalarLog,
@@ -72,6 +73,11 @@ def train_damsm(
         drop_last=True,
         num_workers=cfg.data.num_workers,
     )
+    if len(loader) == 0:
+        raise TGSRError(
+            f"the training set has {len(dataset)} images, fewer than damsm_train.batch_size="
+            f"{tc.batch_size}: lower the batch size or add data"
+        )
     text_encoder, image_encoder = build_damsm_modules(cfg, len(vocab))
     params = list(text_encoder.parameters()) + [
         p for p in image_encoder.parameters() if p.requires_grad

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +67,13 @@ def _grid_row(batch, out, n: int = 4) -> np.ndarray:
     return (grid.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy())
 
 
+@dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int
+    generator: torch.nn.Module  # the final (EMA) generator, on every process
+
+
 def fit(
     cfg: Config,
     run_dir: str | Path,
@@ -74,7 +81,7 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     cpu: bool | None = None,
-) -> Path:
+) -> TrainResult:
     """Train TGSR as ``cfg`` says; write the run folder (docs/architecture.md)."""
     from accelerate.utils import set_seed
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -122,6 +129,12 @@ def fit(
         num_workers=cfg.data.num_workers,
         persistent_workers=cfg.data.num_workers > 0,
     )
+
+    if len(loader) == 0:
+        raise TGSRError(
+            f"the training set has {len(dataset)} images, fewer than train.batch_size="
+            f"{tc.batch_size}: lower the batch size or add data"
+        )
 
     # ---- networks, losses, optimizers ----------------------------------------------------
     generator = build_generator(cfg, word_dim)
@@ -266,8 +279,8 @@ def fit(
                 checkpoint()
     checkpoint()
     accelerator.wait_for_everyone()
+    final = ema.module if ema is not None else accelerator.unwrap_model(generator)
     if main:
-        final = ema.module if ema is not None else accelerator.unwrap_model(generator)
         save_generator(final, run_dir / "generator")
         (run_dir / "train_summary.json").write_text(json.dumps({
             "steps": step,
@@ -279,4 +292,4 @@ def fit(
         }))  # fmt: skip
         console.print(f"{cfg.name}: {step} steps in {watch.elapsed / 60:.1f} min -> {run_dir}")
     log.close()
-    return run_dir
+    return TrainResult(run_dir, step, final.eval())
