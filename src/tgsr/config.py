@@ -125,6 +125,7 @@ class GeneratorConfig:
     coarse_to_fine: bool = True  # build the refine branch (paper's "+coarse-to-fine")
     activation: Literal["relu", "leaky_relu"] = "relu"
     coord_channels: bool = False  # add x/y coordinate channels to the LR input (binding aid)
+    subpixel_coords: bool = False  # sub-pixel position channels after each x2 stage (LIIF-style)
     text_fusion: Literal["concat", "concat_mul"] = "concat"  # concat_mul adds features*attended
     refine_input: Literal["lq", "highpass"] = "lq"  # released: LR - blur(LR)
     image_residual: bool = True  # image heads predict a residual over bicubic(lq) (not in paper)

@@ -50,6 +50,26 @@ def quickstart_configs(minutes: float, seed: int, overrides: list[str]) -> dict[
     }
 
 
+def _write_examples(folder: Path, seed: int, num: int = 4) -> list[tuple[Path, str, str]]:
+    """A few LR inputs of the test split (8x8 PNGs) with their caption and an edited caption
+    (another pattern / colour pair for one object), for `tgsr upscale`."""
+    import random
+
+    from tgsr.data.synthetic import write_dataset
+    from tgsr.data.synthetic_text import make_caption
+    from tgsr.evaluation.benchmark import can_edit, make_edit
+
+    write_dataset(folder, num=num, size=64, seed=seed, split="test", scale=8, captions=1)
+    records = [json.loads(line) for line in (folder / "attributes.jsonl").read_text().splitlines()]
+    rng = random.Random(seed)
+    out = []
+    for rec in records:
+        attrs = rec["attributes"]
+        edited = make_caption(make_edit(attrs, rng), rng) if can_edit(attrs) else rec["captions"][0]
+        out.append((folder / "lq_x8" / f"{rec['key']}.png", rec["captions"][0], edited))
+    return out
+
+
 def run_quickstart(out: str | Path, minutes: float = 18.0, seed: int = 0,
                    overrides: list[str] | None = None) -> dict:  # fmt: skip
     from tgsr.evaluation.evaluate import BicubicSR, evaluate, load_eval_damsm, load_run
@@ -110,17 +130,18 @@ def run_quickstart(out: str | Path, minutes: float = 18.0, seed: int = 0,
         meta=meta, extra_figures=extra,
     )  # fmt: skip
     export_pipeline(tgsr_run, out / "model")
+    examples = _write_examples(out / "examples", seed)
     total = (time.monotonic() - t0) / 60
     results["quickstart"] = {"minutes": total, "training": summaries}
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
     console.rule("results")
     print_headline(results, console)
     console.print(f"\nfinished in {total:.1f} min. Report: [bold]{out / 'report' / 'report.html'}[/]")
-    console.print("Try your own captions with the trained model:")
+    console.print("Upscale a test input with two different captions (editable SR), or open the demo:")
+    lq, caption, edited = examples[0]
     console.print(
-        f"  tgsr upscale {out / 'report' / 'figures' / 'comparison.png'} --model {out / 'model'} "
-        f'--text "a red and cyan striped circle" --text "a blue and yellow checked circle" '
-        f"--out {out / 'upscaled'}"
+        f'  tgsr upscale {lq} --model {out / "model"} --text "{caption}" '
+        f'--text "{edited}" --out {out / "upscaled"}'
     )
     console.print(f"  tgsr demo --model {out / 'model'}")
     return results

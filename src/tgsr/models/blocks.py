@@ -7,6 +7,8 @@ blocks and nearest-upsample conv blocks.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -97,6 +99,32 @@ def coord_channels(x: torch.Tensor) -> torch.Tensor:
     xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w, device=x.device, dtype=x.dtype)
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack([gx, gy]).unsqueeze(0).expand(b, -1, -1, -1)
+
+
+def subpixel_channels(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """(B, 4·log2(factor), H, W): where each pixel lies inside its LR pixel.
+
+    A feature map ``factor`` times the LR size has, at pixel (i, j), the sub-pixel offset
+    u = (j mod factor) / factor (and v for rows). It is encoded as sin/cos(2π·m·u) for
+    m = 1, 2, 4, ..., factor/2 — the relative coordinates that LIIF / Meta-SR give their
+    upsamplers. They depend only on the position modulo the LR grid, so tiling on LR-pixel
+    boundaries does not change them. With them a conv can draw detail that is aligned to the
+    pixel grid (textures, the benchmark's patterns) without first discovering the phase from
+    the transposed-convolution kernels (measured in docs/quickstart.md).
+    """
+    b, _, h, w = x.shape
+    n = int(round(math.log2(factor)))
+    if n < 1:
+        return x.new_zeros(b, 0, h, w)
+    freqs = 2.0 ** torch.arange(n, device=x.device, dtype=torch.float32)  # m = 1, 2, 4, ...
+    u = (torch.arange(w, device=x.device) % factor).float().add(0.5) / factor  # (W,)
+    v = (torch.arange(h, device=x.device) % factor).float().add(0.5) / factor  # (H,)
+    au = 2 * math.pi * freqs[:, None] * u[None]  # (n, W)
+    av = 2 * math.pi * freqs[:, None] * v[None]  # (n, H)
+    cols = torch.cat([au.sin(), au.cos()])[:, None, :].expand(-1, h, -1)  # (2n, H, W)
+    rows = torch.cat([av.sin(), av.cos()])[:, :, None].expand(-1, -1, w)  # (2n, H, W)
+    enc = torch.cat([cols, rows]).to(x.dtype)
+    return enc.unsqueeze(0).expand(b, -1, -1, -1)
 
 
 def upsample_image(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

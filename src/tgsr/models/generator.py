@@ -41,6 +41,7 @@ from tgsr.models.blocks import (
     conv3,
     coord_channels,
     deconv_x2,
+    subpixel_channels,
     glu_conv,
     glu_up_block,
     image_head,
@@ -72,6 +73,7 @@ class Generator(nn.Module):
         coarse_to_fine: bool = True,
         activation: str = "relu",
         coord_channels: bool = False,
+        subpixel_coords: bool = False,
         text_fusion: str = "concat",
         refine_input: str = "lq",
         image_residual: bool = True,
@@ -81,7 +83,8 @@ class Generator(nn.Module):
             "scale": scale, "word_dim": word_dim, "arch": arch, "channels": channels,
             "num_res_blocks": num_res_blocks, "refine_res_blocks": refine_res_blocks,
             "use_text": use_text, "coarse_to_fine": coarse_to_fine, "activation": activation,
-            "coord_channels": coord_channels, "text_fusion": text_fusion,
+            "coord_channels": coord_channels, "subpixel_coords": subpixel_coords,
+            "text_fusion": text_fusion,
             "refine_input": refine_input, "image_residual": image_residual,
         }  # fmt: skip
         n = int(round(math.log2(scale)))
@@ -92,6 +95,9 @@ class Generator(nn.Module):
         self.scale, self.num_stages, self.arch = scale, n, arch
         self.use_text, self.coarse_to_fine = use_text, coarse_to_fine
         self.coord_channels, self.text_fusion = coord_channels, text_fusion
+        self.subpixel_coords = subpixel_coords
+        if subpixel_coords and arch != "paper":
+            raise ValueError("subpixel_coords is implemented for arch='paper'")
         self.refine_input, self.image_residual = refine_input, image_residual
         in_ch = 3 + (2 if coord_channels else 0)
         if arch == "paper":
@@ -110,7 +116,7 @@ class Generator(nn.Module):
 
         self.head = nn.Sequential(conv3(in_ch, c), act())
         self.stages = nn.ModuleList()
-        for _ in range(self.num_stages):
+        for k in range(1, self.num_stages + 1):
             st = nn.Module()
             st.res = nn.Sequential(*[ResidualBlock(c, activation) for _ in range(num_res)])
             st.up = nn.Sequential(deconv_x2(c, c), act())
@@ -118,7 +124,7 @@ class Generator(nn.Module):
             if self.use_text:
                 st.tam = TextAttention(c, word_dim)
                 width = _FUSION_WIDTH[self.text_fusion] * c
-            st.fuse = nn.Sequential(conv3(width, c), act())
+            st.fuse = nn.Sequential(conv3(width + self._subpixel_width(k), c), act())
             st.to_image = image_head(c)
             self.stages.append(st)
         if self.coarse_to_fine:
@@ -126,36 +132,43 @@ class Generator(nn.Module):
                 conv3(3, c), act(), *[ResidualBlock(c, activation) for _ in range(refine_res)]
             )
             self.refine_stages = nn.ModuleList()
-            for _ in range(self.num_stages):
+            for k in range(1, self.num_stages + 1):
                 st = nn.Module()
                 st.up = nn.Sequential(deconv_x2(c, c), act())
-                st.fuse = nn.Sequential(conv3(2 * c, c), act())
+                st.fuse = nn.Sequential(conv3(2 * c + self._subpixel_width(k), c), act())
                 st.to_image = image_head(c)
                 self.refine_stages.append(st)
+
+    def _subpixel_width(self, stage: int) -> int:
+        return 4 * stage if self.subpixel_coords else 0
+
+    def _with_subpixel(self, parts: list, stage: int) -> list:
+        if self.subpixel_coords:
+            parts.append(subpixel_channels(parts[0], 2**stage))
+        return parts
 
     def _forward_paper(self, lq, words, token_mask):
         x = torch.cat([lq, coord_channels(lq)], 1) if self.coord_channels else lq
         f = self.head(x)
         coarse, feats, attn = [], [], []
-        for st in self.stages:
+        for k, st in enumerate(self.stages, start=1):
             f = st.up(st.res(f))
+            parts = [f]
             if self.use_text:
                 attended, a = st.tam(f, words, token_mask)
-                parts = [f, attended]
+                parts.append(attended)
                 if self.text_fusion == "concat_mul":
                     parts.append(f * attended)
-                f = st.fuse(torch.cat(parts, 1))
                 attn.append(a)
-            else:
-                f = st.fuse(f)
+            f = st.fuse(torch.cat(self._with_subpixel(parts, k), 1))
             feats.append(f)
             coarse.append(self._add_base(st.to_image(f), lq))
         if not self.coarse_to_fine:
             return coarse, list(coarse), attn
         r = self.refine_head(self._refine_source(lq))
         fine = []
-        for st, g in zip(self.refine_stages, feats, strict=True):
-            r = st.fuse(torch.cat([st.up(r), g], 1))
+        for k, (st, g) in enumerate(zip(self.refine_stages, feats, strict=True), start=1):
+            r = st.fuse(torch.cat(self._with_subpixel([st.up(r), g], k), 1))
             fine.append(self._add_base(st.to_image(r), lq))
         return coarse, fine, attn
 
