@@ -43,11 +43,11 @@ class GeneratorSR:
 
     @torch.no_grad()
     def __call__(self, lq, tokens, lengths) -> SROutput:
-        words = mask = None
+        words = mask = sentence = None
         if self.uses_text:
             text = self.text_encoder.encode(tokens, lengths)
-            words, mask = text.words, text.token_mask
-        out = self.generator(lq, words, None, mask)
+            words, mask, sentence = text.words, text.token_mask, text.sentence
+        out = self.generator(lq, words, sentence, mask)
         attn = out.attn[-1] if out.attn else None
         coarse = out.coarse[-1] if out.coarse is not out.fine else None
         return SROutput(out.sr.clamp(0, 1), coarse, attn)

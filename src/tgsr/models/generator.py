@@ -41,15 +41,32 @@ from tgsr.models.blocks import (
     conv3,
     coord_channels,
     deconv_x2,
-    subpixel_channels,
     glu_conv,
     glu_up_block,
     image_head,
     make_activation,
+    subpixel_channels,
     upsample_image,
 )
 
 _FUSION_WIDTH = {"concat": 2, "concat_mul": 3}
+
+
+class MaskedBatchNorm(nn.Module):
+    """BatchNorm over the feature dimension of (B, T, D) word features, counting only real
+    words (``token_mask`` True = padding); padded positions come out as zeros."""
+
+    def __init__(self, dim: int, momentum: float = 0.05):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(dim, momentum=momentum, affine=True)
+
+    def forward(self, w: torch.Tensor, token_mask: torch.Tensor | None) -> torch.Tensor:
+        b, t, d = w.shape
+        real = torch.ones(b, t, dtype=torch.bool, device=w.device) if token_mask is None else ~token_mask
+        out = torch.zeros(b, t, d, dtype=w.dtype, device=w.device)
+        if real.any():
+            out[real] = self.norm(w[real].float()).to(w.dtype)
+        return out
 
 
 @dataclass
@@ -74,6 +91,9 @@ class Generator(nn.Module):
         activation: str = "relu",
         coord_channels: bool = False,
         subpixel_coords: bool = False,
+        word_norm: bool = False,
+        word_adapter: str = "none",
+        sentence_cond: bool = False,
         text_fusion: str = "concat",
         refine_input: str = "lq",
         image_residual: bool = True,
@@ -84,6 +104,7 @@ class Generator(nn.Module):
             "num_res_blocks": num_res_blocks, "refine_res_blocks": refine_res_blocks,
             "use_text": use_text, "coarse_to_fine": coarse_to_fine, "activation": activation,
             "coord_channels": coord_channels, "subpixel_coords": subpixel_coords,
+            "word_norm": word_norm, "word_adapter": word_adapter, "sentence_cond": sentence_cond,
             "text_fusion": text_fusion,
             "refine_input": refine_input, "image_residual": image_residual,
         }  # fmt: skip
@@ -96,6 +117,26 @@ class Generator(nn.Module):
         self.use_text, self.coarse_to_fine = use_text, coarse_to_fine
         self.coord_channels, self.text_fusion = coord_channels, text_fusion
         self.subpixel_coords = subpixel_coords
+        # frozen DAMSM word features share a large common component and the fill-specific
+        # directions have a small variance: standardising each feature over the real words
+        # (batch statistics in training, running statistics at inference) lets the TAM see
+        # them; measured in docs/quickstart.md
+        self.word_norm = MaskedBatchNorm(word_dim) if (word_norm and use_text) else None
+        # a trainable per-word MLP between the frozen text encoder and the TAMs: the generator
+        # can re-map contextual word features (e.g. "the first colour named") to what it draws
+        # the sentence feature holds the whole caption at full strength, where the attended
+        # word mixture dilutes it: standardised, it modulates every stage's features (FiLM)
+        self.sentence_cond = sentence_cond and use_text
+        self.sentence_norm = nn.BatchNorm1d(word_dim, momentum=0.05) if self.sentence_cond else None
+        if self.sentence_cond and arch != "paper":
+            raise ValueError("sentence_cond is implemented for arch='paper'")
+        self.word_adapter = None
+        if word_adapter == "mlp" and use_text:
+            self.word_adapter = nn.Sequential(
+                nn.Linear(word_dim, word_dim), nn.LeakyReLU(0.2), nn.Linear(word_dim, word_dim)
+            )
+        elif word_adapter not in ("none", "mlp"):
+            raise ValueError(f"unknown word_adapter {word_adapter!r}")
         if subpixel_coords and arch != "paper":
             raise ValueError("subpixel_coords is implemented for arch='paper'")
         self.refine_input, self.image_residual = refine_input, image_residual
@@ -124,7 +165,11 @@ class Generator(nn.Module):
             if self.use_text:
                 st.tam = TextAttention(c, word_dim)
                 width = _FUSION_WIDTH[self.text_fusion] * c
-            st.fuse = nn.Sequential(conv3(width + self._subpixel_width(k), c), act())
+            if self.subpixel_coords:
+                st.pos = nn.Conv2d(4 * k, c, 1)
+            if self.sentence_cond:
+                st.sent = nn.Linear(word_dim, 2 * c)  # FiLM: scale and shift
+            st.fuse = nn.Sequential(conv3(width, c), act())
             st.to_image = image_head(c)
             self.stages.append(st)
         if self.coarse_to_fine:
@@ -135,24 +180,28 @@ class Generator(nn.Module):
             for k in range(1, self.num_stages + 1):
                 st = nn.Module()
                 st.up = nn.Sequential(deconv_x2(c, c), act())
-                st.fuse = nn.Sequential(conv3(2 * c + self._subpixel_width(k), c), act())
+                if self.subpixel_coords:
+                    st.pos = nn.Conv2d(4 * k, c, 1)
+                st.fuse = nn.Sequential(conv3(2 * c, c), act())
                 st.to_image = image_head(c)
                 self.refine_stages.append(st)
 
-    def _subpixel_width(self, stage: int) -> int:
-        return 4 * stage if self.subpixel_coords else 0
+    def _add_position(self, st: nn.Module, f: torch.Tensor, stage: int) -> torch.Tensor:
+        """Add the projected sub-pixel position code to the features (before the TAM, so its
+        queries and the multiplicative fusion term see the phase inside each LR pixel)."""
+        if not self.subpixel_coords:
+            return f
+        return f + st.pos(subpixel_channels(f, 2**stage))
 
-    def _with_subpixel(self, parts: list, stage: int) -> list:
-        if self.subpixel_coords:
-            parts.append(subpixel_channels(parts[0], 2**stage))
-        return parts
-
-    def _forward_paper(self, lq, words, token_mask):
+    def _forward_paper(self, lq, words, token_mask, sentence=None):
         x = torch.cat([lq, coord_channels(lq)], 1) if self.coord_channels else lq
         f = self.head(x)
         coarse, feats, attn = [], [], []
         for k, st in enumerate(self.stages, start=1):
-            f = st.up(st.res(f))
+            f = self._add_position(st, st.up(st.res(f)), k)
+            if sentence is not None:  # FiLM: multiplicative, so the phase code meets the text
+                gamma, beta = st.sent(sentence)[:, :, None, None].to(f.dtype).chunk(2, dim=1)
+                f = f * (1 + gamma) + beta
             parts = [f]
             if self.use_text:
                 attended, a = st.tam(f, words, token_mask)
@@ -160,7 +209,7 @@ class Generator(nn.Module):
                 if self.text_fusion == "concat_mul":
                     parts.append(f * attended)
                 attn.append(a)
-            f = st.fuse(torch.cat(self._with_subpixel(parts, k), 1))
+            f = st.fuse(torch.cat(parts, 1))
             feats.append(f)
             coarse.append(self._add_base(st.to_image(f), lq))
         if not self.coarse_to_fine:
@@ -168,7 +217,7 @@ class Generator(nn.Module):
         r = self.refine_head(self._refine_source(lq))
         fine = []
         for k, (st, g) in enumerate(zip(self.refine_stages, feats, strict=True), start=1):
-            r = st.fuse(torch.cat(self._with_subpixel([st.up(r), g], k), 1))
+            r = st.fuse(torch.cat([self._add_position(st, st.up(r), k), g], 1))
             fine.append(self._add_base(st.to_image(r), lq))
         return coarse, fine, attn
 
@@ -235,10 +284,26 @@ class Generator(nn.Module):
         token_mask: torch.Tensor | None = None,
     ) -> GeneratorOutput:
         """lq (B, 3, h, w) in [0, 1]; words (B, D, T), token_mask (B, T) True = padding.
-        ``sentence`` is accepted for interface symmetry and unused; without ``use_text`` all
-        text arguments are ignored."""
+        ``sentence`` (B, D) is used with ``sentence_cond``; without ``use_text`` all text
+        arguments are ignored."""
         if self.use_text and words is None:
             raise ValueError("this generator uses text: pass words (and token_mask)")
-        fwd = self._forward_paper if self.arch == "paper" else self._forward_released
-        coarse, fine, attn = fwd(lq, words, token_mask)
+        if self.word_norm is not None or self.word_adapter is not None:
+            w = words.transpose(1, 2)  # (B, T, D)
+            if self.word_norm is not None:
+                w = self.word_norm(w, token_mask)
+            if self.word_adapter is not None:
+                w = w + self.word_adapter(w)
+            words = w.transpose(1, 2)
+        if self.arch == "paper":
+            s = None
+            if self.sentence_cond:
+                if sentence is None:
+                    raise ValueError("this generator is sentence-conditioned: pass sentence")
+                s = self.sentence_norm(sentence.float())
+                if token_mask is not None:  # an empty caption conditions on nothing
+                    s = s * (~token_mask.all(dim=1, keepdim=True)).to(s.dtype)
+            coarse, fine, attn = self._forward_paper(lq, words, token_mask, s)
+        else:
+            coarse, fine, attn = self._forward_released(lq, words, token_mask)
         return GeneratorOutput(sr=fine[-1], coarse=coarse, fine=fine, attn=attn)

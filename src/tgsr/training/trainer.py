@@ -227,10 +227,11 @@ def fit(
                 )
             words = text.words if (text is not None and cfg.generator.use_text) else None
             mask = text.token_mask if text is not None else None
+            sentence = text.sentence if (text is not None and cfg.generator.use_text) else None
 
             # -- discriminator step ---------------------------------------------------------
             with accelerator.autocast():
-                out = generator(batch["lq"], words, None, mask)
+                out = generator(batch["lq"], words, sentence, mask)
             d_values = {}
             if discriminator is not None:
                 with accelerator.autocast():
