@@ -92,3 +92,10 @@ def test_resolved_config_round_trips(tmp_path):
     again = load_config(tmp_path / "config.yaml")
     assert again == cfg
     assert config_from_dict(config_to_dict(cfg)) == cfg
+
+
+def test_yaml11_words_stay_words_for_choices_and_work_for_booleans():
+    cfg = load_config("quickstart", ["train.mixed_precision=no", "generator.coord_channels=no",
+                                     "train.channels_last=off"])  # fmt: skip
+    assert cfg.train.mixed_precision == "no"
+    assert cfg.generator.coord_channels is False and cfg.train.channels_last is False

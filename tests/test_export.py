@@ -88,7 +88,10 @@ def test_padded_text_encoder_equals_packed():
 @pytest.mark.parametrize(
     "use_text,arch,extra",
     [(True, "paper", {}), (False, "paper", {}),
-     (True, "released", {"refine_input": "highpass", "coord_channels": True})],
+     (True, "released", {"refine_input": "highpass", "coord_channels": True}),
+     (True, "paper", {"subpixel_coords": True, "word_norm": True, "word_adapter": "mlp",
+                      "sentence_cond": True, "coord_channels": True, "text_fusion": "concat_mul",
+                      "activation": "leaky_relu"})],
 )  # fmt: skip
 def test_onnx_parity(tmp_path, use_text, arch, extra):
     ort = pytest.importorskip("onnxruntime")
@@ -117,9 +120,12 @@ def test_onnx_parity(tmp_path, use_text, arch, extra):
         assert np.abs(words - feats.words.numpy()).max() <= 1e-3
         assert np.abs(sentence - feats.sentence.numpy()).max() <= 1e-3
         feed.update(words=words, token_mask=feats.token_mask.numpy())
+        if extra.get("sentence_cond"):
+            feed["sentence"] = sentence
     outs = sess["generator"].run(None, feed)
     with torch.no_grad():
-        ref = pipe.generator(lq, *(() if not use_text else (feats.words, None, feats.token_mask)))
+        text_args = () if not use_text else (feats.words, feats.sentence, feats.token_mask)
+        ref = pipe.generator(lq, *text_args)
     assert outs[0].shape == (3, 3, 40, 48)
     assert np.abs(outs[0] - ref.sr.numpy()).max() <= 1e-3
     if use_text:

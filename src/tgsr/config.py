@@ -271,6 +271,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     pass
 
 
+_BOOL_WORDS = {"true": True, "false": False, "yes": True, "no": False, "on": True, "off": False}
+_YAML11_WORDS = {"yes", "no", "on", "off", "y", "n"}
+
+
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False):
     seen = set()
     for key_node, _ in node.value:
@@ -400,6 +404,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
         return _build(tp, value, key)
     if tp is bool:
+        if isinstance(value, str) and value.lower() in _BOOL_WORDS:
+            return _BOOL_WORDS[value.lower()]
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true/false, got {value!r}")
         return value
@@ -450,10 +456,13 @@ def parse_overrides(overrides: list[str] | None) -> dict:
         key = key.strip()
         if not key:
             raise ConfigError(f"--set expects key=value, got {item!r}")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
+        if raw.strip().lower() in _YAML11_WORDS:  # keep "no" a word (mixed_precision=no)
+            value = raw.strip()
+        else:
+            try:
+                value = yaml.safe_load(raw) if raw.strip() else ""
+            except yaml.YAMLError:
+                value = raw
         node = out
         parts = key.split(".")
         for p in parts[:-1]:

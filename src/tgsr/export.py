@@ -248,8 +248,8 @@ class _GeneratorGraph(nn.Module):
         super().__init__()
         self.generator = generator
 
-    def forward(self, lq, words=None, token_mask=None):
-        out = self.generator(lq, words, None, token_mask)
+    def forward(self, lq, words=None, token_mask=None, sentence=None):
+        out = self.generator(lq, words, sentence, token_mask)
         if self.generator.use_text:
             return out.sr, out.attn[-1]
         return out.sr
@@ -291,7 +291,7 @@ def export_onnx(pipe: TGSRPipeline, out_dir: str | Path, opset: int = ONNX_OPSET
             )  # fmt: skip
             written.append(path)
             with torch.no_grad():
-                words, _ = encoder(tokens, lengths)
+                words, sentence = encoder(tokens, lengths)
             mask = torch.arange(t)[None] >= lengths[:, None]
             args = (lq, words, mask)
             names = ["lq", "words", "token_mask"]
@@ -299,6 +299,10 @@ def export_onnx(pipe: TGSRPipeline, out_dir: str | Path, opset: int = ONNX_OPSET
             axes = {"lq": {0: "batch", 2: "height", 3: "width"}, "words": {0: "batch"},
                     "token_mask": {0: "batch"}, "sr": {0: "batch", 2: "out_height", 3: "out_width"},
                     "attn": {0: "batch", 2: "attn_height", 3: "attn_width"}}  # fmt: skip
+            if getattr(generator, "sentence_cond", False):  # FiLM on the sentence feature
+                args = (*args, sentence)
+                names.append("sentence")
+                axes["sentence"] = {0: "batch"}
         else:
             args, names, outputs = (lq,), ["lq"], ["sr"]
             axes = {"lq": {0: "batch", 2: "height", 3: "width"},

@@ -99,7 +99,11 @@ def load_checkpoint(
         sd = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
         if not sd:
             raise ModelFormatError(f"{folder}: checkpoint holds no weights for {name!r}")
-        missing, unexpected = module.load_state_dict(sd, strict=False)
+        try:
+            missing, unexpected = module.load_state_dict(sd, strict=False)
+        except RuntimeError as exc:  # shape mismatch
+            first = str(exc).split("\n")[1].strip() if "\n" in str(exc) else str(exc)
+            raise ModelFormatError(f"{folder}: {name!r} does not match the config ({first})") from None
         if missing or unexpected:
             raise ModelFormatError(
                 f"{folder}: {name!r} does not match the config "

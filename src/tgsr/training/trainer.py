@@ -255,6 +255,9 @@ def fit(
             opt_g.step()
             sched_g.step()
             step += 1
+            if accelerator.num_processes > 1:  # BatchNorm statistics: rank 0's everywhere,
+                for buf in accelerator.unwrap_model(generator).buffers():  # so EMA copies agree
+                    torch.distributed.broadcast(buf, src=0)
             if ema is not None:
                 if step <= tc.ema_start:
                     ema.module.load_state_dict(accelerator.unwrap_model(generator).state_dict())
