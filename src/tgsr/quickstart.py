@@ -33,7 +33,10 @@ def _with(cfg: Config, **sections) -> Config:
 
 def quickstart_configs(minutes: float, seed: int, overrides: list[str]) -> dict[str, Config]:
     cfg = load_config("quickstart", overrides)
-    base = load_config("quickstart_baseline", overrides)
+    # the baseline is defined by its generator/loss sections (no text, L2 only): user overrides
+    # of those sections go to TGSR only; data/train/... overrides apply to both
+    shared = [o for o in overrides if not o.split("=", 1)[0].startswith(("generator.", "loss."))]
+    base = load_config("quickstart_baseline", shared)
 
     def budget(c: Config, share: float, seed_: int) -> Config:
         return _with(c, train=dataclasses.replace(c.train, max_minutes=minutes * share, seed=seed_))
