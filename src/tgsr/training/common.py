@@ -36,6 +36,31 @@ def make_accelerator(mixed_precision: str = "no", cpu: bool | None = None):
     return Accelerator(cpu=cpu, mixed_precision=mixed_precision)
 
 
+def train_loader(data_cfg, vocab, batch_size: int, batch_key: str):
+    """The shuffled training DataLoader of ``data_cfg`` (whole batches only), or a clear error
+    when the data set is smaller than one batch (``batch_key`` names the setting to lower)."""
+    from torch.utils.data import DataLoader
+
+    from tgsr.data.loader import build_dataset
+    from tgsr.errors import TGSRError
+
+    dataset = build_dataset(data_cfg, vocab, train=True)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=data_cfg.num_workers,
+        persistent_workers=data_cfg.num_workers > 0,
+    )
+    if len(loader) == 0:
+        raise TGSRError(
+            f"the training set has {len(dataset)} images, fewer than {batch_key}={batch_size}: "
+            "lower the batch size or add data"
+        )
+    return loader
+
+
 def set_threads(n: int | None) -> None:
     if n:
         torch.set_num_threads(n)

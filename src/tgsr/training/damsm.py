@@ -14,10 +14,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 
 from tgsr.config import Config, save_config
-from tgsr.errors import TGSRError
 from tgsr.training.checkpoint import Stopwatch, load_checkpoint, save_checkpoint
 from tgsr.training.common import (
     ScalarLog,
@@ -29,6 +27,7 @@ from tgsr.training.common import (
     make_accelerator,
     make_progress,
     set_threads,
+    train_loader,
 )
 
 
@@ -52,7 +51,7 @@ def train_damsm(
     """Train a DAMSM pair on ``cfg.data`` and save it to ``out_dir`` (a DAMSM folder)."""
     from accelerate.utils import set_seed
 
-    from tgsr.data.loader import build_dataset, build_vocabulary
+    from tgsr.data.loader import build_vocabulary
     from tgsr.models.damsm import damsm_loss
     from tgsr.models.serialization import save_damsm
 
@@ -65,19 +64,7 @@ def train_damsm(
     main = accelerator.is_main_process
 
     vocab = build_vocabulary(cfg.data)
-    dataset = build_dataset(cfg.data, vocab, train=True)
-    loader = DataLoader(
-        dataset,
-        batch_size=tc.batch_size,
-        shuffle=not getattr(dataset, "is_stream", False),
-        drop_last=True,
-        num_workers=cfg.data.num_workers,
-    )
-    if len(loader) == 0:
-        raise TGSRError(
-            f"the training set has {len(dataset)} images, fewer than damsm_train.batch_size="
-            f"{tc.batch_size}: lower the batch size or add data"
-        )
+    loader = train_loader(cfg.data, vocab, tc.batch_size, "damsm_train.batch_size")
     text_encoder, image_encoder = build_damsm_modules(cfg, len(vocab))
     params = list(text_encoder.parameters()) + [
         p for p in image_encoder.parameters() if p.requires_grad

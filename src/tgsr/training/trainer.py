@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from tgsr.config import Config, save_config
 from tgsr.errors import TGSRError
@@ -30,6 +29,7 @@ from tgsr.training.common import (
     make_accelerator,
     make_progress,
     set_threads,
+    train_loader,
 )
 
 
@@ -87,7 +87,7 @@ def fit(
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
     from tgsr.data.degradations import build_pyramids
-    from tgsr.data.loader import build_dataset, build_vocabulary
+    from tgsr.data.loader import build_vocabulary
     from tgsr.losses import LossSuite
     from tgsr.models.discriminator import Discriminator
     from tgsr.models.serialization import save_generator
@@ -120,21 +120,7 @@ def fit(
         word_dim = 2 * cfg.damsm.text_encoder.hidden_dim
 
     # ---- data ----------------------------------------------------------------------------
-    dataset = build_dataset(cfg.data, vocab, train=True)
-    loader = DataLoader(
-        dataset,
-        batch_size=tc.batch_size,
-        shuffle=not getattr(dataset, "is_stream", False),
-        drop_last=True,
-        num_workers=cfg.data.num_workers,
-        persistent_workers=cfg.data.num_workers > 0,
-    )
-
-    if len(loader) == 0:
-        raise TGSRError(
-            f"the training set has {len(dataset)} images, fewer than train.batch_size="
-            f"{tc.batch_size}: lower the batch size or add data"
-        )
+    loader = train_loader(cfg.data, vocab, tc.batch_size, "train.batch_size")
 
     # ---- networks, losses, optimizers ----------------------------------------------------
     generator = build_generator(cfg, word_dim)
