@@ -29,7 +29,9 @@ def test_scale_presets_match_their_names():
 
 
 def test_set_overrides_parse_yaml_values():
-    cfg = load_config("quickstart", ["train.lr=3e-4", "train.betas=[0.5, 0.9]", "data.synthetic.seed=7"])
+    cfg = load_config(
+        "quickstart", ["train.lr=3e-4", "train.betas=[0.5, 0.9]", "data.synthetic.seed=7"]
+    )
     assert cfg.train.lr == pytest.approx(3e-4)
     assert cfg.train.betas == (0.5, 0.9)
     assert cfg.data.synthetic.seed == 7

@@ -37,7 +37,9 @@ def test_preset_trains_two_steps(preset, tmp_path):
     runner = CliRunner()
     args = [a for s in sets for a in ("--set", s)]
     damsm = tmp_path / "damsm"
-    res = runner.invoke(app, ["damsm", "train", "--config", preset, "--out", str(damsm), "--cpu", *args])
+    res = runner.invoke(
+        app, ["damsm", "train", "--config", preset, "--out", str(damsm), "--cpu", *args]
+    )
     assert res.exit_code == 0, res.output
     run = tmp_path / "run"
     res = runner.invoke(app, ["train", "--config", preset, "--out", str(run), "--cpu", *args,

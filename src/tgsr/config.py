@@ -139,7 +139,9 @@ class GeneratorConfig:
         if self.arch == "released" and self.text_fusion != "concat":
             raise ConfigError("generator.text_fusion must be 'concat' for arch='released'")
         if self.num_res_blocks < 0 or self.refine_res_blocks < 0:
-            raise ConfigError("generator.num_res_blocks and generator.refine_res_blocks must be >= 0")
+            raise ConfigError(
+                "generator.num_res_blocks and generator.refine_res_blocks must be >= 0"
+            )
 
 
 @dataclass
@@ -243,7 +245,9 @@ class Config:
                         f"loss.{term} > 0 needs text: set generator.use_text=true or loss.{term}=0"
                     )
         if loss.tar > 0 and not g.coarse_to_fine:
-            raise ConfigError("loss.tar weights the fine output: it needs generator.coarse_to_fine=true")
+            raise ConfigError(
+                "loss.tar weights the fine output: it needs generator.coarse_to_fine=true"
+            )
         if loss.fine_l2 > 0 and not g.coarse_to_fine:
             raise ConfigError("loss.fine_l2 needs generator.coarse_to_fine=true")
         if g.coarse_to_fine and loss.tar == 0 and loss.fine_l2 == 0:
@@ -396,7 +400,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
                 raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
-            return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
+            return tuple(
+                _coerce(v, a, f"{key}[{i}]")
+                for i, (v, a) in enumerate(zip(value, args, strict=True))
+            )
         inner = args[0] if args else Any
         return origin(_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value))
     if dataclasses.is_dataclass(tp):
@@ -479,7 +486,9 @@ def config_from_dict(data: dict) -> Config:
     return _build(Config, data).validate()
 
 
-def load_config(name_or_path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+def load_config(
+    name_or_path: str | Path | None = None, overrides: list[str] | None = None
+) -> Config:
     """Load a preset or YAML file, apply ``--set`` overrides, validate strictly."""
     raw: dict = {}
     if name_or_path is not None:

@@ -112,7 +112,9 @@ def run_quickstart(out: str | Path, minutes: float = 18.0, seed: int = 0,
                 curves[f"{name} {key.split('/')[1]}"] = hist[key]
     extra = {}
     if curves:
-        extra["training_curves"] = training_curves(curves, out / "report" / "figures" / "curves.png")
+        extra["training_curves"] = training_curves(
+            curves, out / "report" / "figures" / "curves.png"
+        )
     summaries = {
         name: {k: v for k, v in json.loads((run / "train_summary.json").read_text()).items()
                if k != "history"}
@@ -139,8 +141,12 @@ def run_quickstart(out: str | Path, minutes: float = 18.0, seed: int = 0,
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
     console.rule("results")
     print_headline(results, console)
-    console.print(f"\nfinished in {total:.1f} min. Report: [bold]{out / 'report' / 'report.html'}[/]")
-    console.print("Upscale a test input with two different captions (editable SR), or open the demo:")
+    console.print(
+        f"\nfinished in {total:.1f} min. Report: [bold]{out / 'report' / 'report.html'}[/]"
+    )
+    console.print(
+        "Upscale a test input with two different captions (editable SR), or open the demo:"
+    )
     lq, caption, edited = examples[0]
     console.print(
         f'  tgsr upscale {lq} --model {out / "model"} --text "{caption}" '

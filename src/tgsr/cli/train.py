@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-ConfigOpt = Annotated[str, typer.Option("--config", "-c", help="Preset name (see `tgsr configs`) or YAML file.")]
+ConfigOpt = Annotated[
+    str, typer.Option("--config", "-c", help="Preset name (see `tgsr configs`) or YAML file.")
+]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a config key: --set train.lr=2e-4 (repeatable)."),
@@ -27,7 +29,9 @@ def damsm_train(
     config: ConfigOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="DAMSM folder to write.")],
     set_: SetOpt = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoints/last.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from OUT/checkpoints/last.")
+    ] = False,
     cpu: CpuOpt = False,
 ) -> None:
     """Pre-train the DAMSM text/image encoders (word + sentence losses)."""
@@ -40,9 +44,13 @@ def damsm_train(
 
 def train(
     config: ConfigOpt,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write.")] = Path("runs/tgsr"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write.")] = Path(
+        "runs/tgsr"
+    ),
     set_: SetOpt = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoints/last.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from OUT/checkpoints/last.")
+    ] = False,
     cpu: CpuOpt = False,
 ) -> None:
     """Train TGSR (DAMSM frozen). Works under `accelerate launch` / `torchrun` too."""
@@ -54,13 +62,24 @@ def train(
 
 
 def evaluate(
-    model: Annotated[list[Path], typer.Option("--model", "-m", help="Run or pipeline folder (repeatable: name=DIR).")],
-    config: Annotated[str | None, typer.Option("--config", "-c", help="Data config (default: the model's own).")] = None,
-    data: Annotated[str | None, typer.Option("--data", help="Data folder (sets data.root).")] = None,
+    model: Annotated[
+        list[Path],
+        typer.Option("--model", "-m", help="Run or pipeline folder (repeatable: name=DIR)."),
+    ],
+    config: Annotated[
+        str | None, typer.Option("--config", "-c", help="Data config (default: the model's own).")
+    ] = None,
+    data: Annotated[
+        str | None, typer.Option("--data", help="Data folder (sets data.root).")
+    ] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path("runs/eval"),
-    eval_damsm: Annotated[Path | None, typer.Option("--eval-damsm", help="Independent DAMSM for TIM / R-precision.")] = None,
+    eval_damsm: Annotated[
+        Path | None, typer.Option("--eval-damsm", help="Independent DAMSM for TIM / R-precision.")
+    ] = None,
     set_: SetOpt = None,
-    bicubic: Annotated[bool, typer.Option("--bicubic/--no-bicubic", help="Also score bicubic upsampling.")] = True,
+    bicubic: Annotated[
+        bool, typer.Option("--bicubic/--no-bicubic", help="Also score bicubic upsampling.")
+    ] = True,
 ) -> None:
     """Evaluate models: PSNR/SSIM, LR-consistency, TIM, R-precision, benchmark scores, report."""
     from tgsr.evaluation.evaluate import evaluate_cli
@@ -69,8 +88,12 @@ def evaluate(
 
 
 def quickstart(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where everything goes.")] = Path("tgsr_quickstart"),
-    minutes: Annotated[float, typer.Option("--minutes", help="Total time budget (minutes).")] = 18.0,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where everything goes.")] = Path(
+        "tgsr_quickstart"
+    ),
+    minutes: Annotated[
+        float, typer.Option("--minutes", help="Total time budget (minutes).")
+    ] = 18.0,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     set_: SetOpt = None,
 ) -> None:

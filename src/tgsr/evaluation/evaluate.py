@@ -130,7 +130,9 @@ def _batches(n: int, size: int):
 class DAMSMScorer:
     """TIM (Eq. 8) and R-precision with one DAMSM pair."""
 
-    def __init__(self, text_encoder, image_encoder, vocab, gamma1, gamma2, max_words, rp_candidates, seed):
+    def __init__(
+        self, text_encoder, image_encoder, vocab, gamma1, gamma2, max_words, rp_candidates, seed
+    ):
         self.te, self.ie, self.vocab = text_encoder, image_encoder, vocab
         self.g1, self.g2, self.max_words = gamma1, gamma2, max_words
         self.rp_candidates, self.seed = rp_candidates, seed
@@ -156,7 +158,9 @@ class DAMSMScorer:
         return {"tim": float(torch.cat(tims).mean()), "r_precision": rp.value, "rp_note": rp.note}
 
 
-def _pixel_metrics(sr: torch.Tensor, gt: torch.Tensor, lq: torch.Tensor, scale: int, method: str) -> dict:
+def _pixel_metrics(
+    sr: torch.Tensor, gt: torch.Tensor, lq: torch.Tensor, scale: int, method: str
+) -> dict:
     from tgsr.evaluation.metrics import lr_psnr, psnr_y, ssim_y
 
     return {
@@ -175,7 +179,9 @@ def _run(model: Callable, lq, tokens, lengths, batch_size: int) -> SROutput:
             coarse.append(out.coarse.float().clamp(0, 1))
         if out.attn is not None and not attn:
             attn.append(out.attn.float())
-    return SROutput(torch.cat(srs), torch.cat(coarse) if coarse else None, attn[0] if attn else None)
+    return SROutput(
+        torch.cat(srs), torch.cat(coarse) if coarse else None, attn[0] if attn else None
+    )
 
 
 def _encode(vocab, captions: list[str], max_words: int):
@@ -229,7 +235,9 @@ def evaluate(
     if not scorers:
         results["notes"]["tim"] = "unavailable: no DAMSM given (--eval-damsm)"
     if "" not in scorers and "_train_encoder" in scorers:
-        results["notes"]["tim"] = "no independent evaluation DAMSM given: only the training DAMSM's scores"
+        results["notes"]["tim"] = (
+            "no independent evaluation DAMSM given: only the training DAMSM's scores"
+        )
 
     bench = None
     if synthetic:
@@ -273,7 +281,9 @@ def evaluate(
             lp = LPIPSMetric(ec.lpips_weights)
             if lp.available:
                 lp.update(out.sr, gt)
-            r["lpips"] = {"value": lp.compute(), "reason": lp.reason} if not lp.available else lp.compute()
+            r["lpips"] = (
+                {"value": lp.compute(), "reason": lp.reason} if not lp.available else lp.compute()
+            )
             if ec.niqe:
                 value, reason = mean_niqe(out.sr, border=scale)
                 r["niqe"] = value if reason is None else {"value": None, "reason": reason}

@@ -62,7 +62,11 @@ class MaskedBatchNorm(nn.Module):
 
     def forward(self, w: torch.Tensor, token_mask: torch.Tensor | None) -> torch.Tensor:
         b, t, d = w.shape
-        real = torch.ones(b, t, dtype=torch.bool, device=w.device) if token_mask is None else ~token_mask
+        real = (
+            torch.ones(b, t, dtype=torch.bool, device=w.device)
+            if token_mask is None
+            else ~token_mask
+        )
         if not self.training:  # running statistics: no indexing (export-friendly)
             out = self.norm(w.reshape(b * t, d).float()).reshape(b, t, d)
             return (out * real.unsqueeze(-1)).to(w.dtype)

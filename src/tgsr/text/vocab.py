@@ -42,7 +42,9 @@ class Vocabulary:
 
     # -- construction ---------------------------------------------------------
     @classmethod
-    def build(cls, captions: Iterable[str], min_count: int = 1, lowercase: bool = True) -> Vocabulary:
+    def build(
+        cls, captions: Iterable[str], min_count: int = 1, lowercase: bool = True
+    ) -> Vocabulary:
         """Words in order of first appearance (AttnGAN's order), kept if seen ``min_count`` times."""
         counts: Counter[str] = Counter()
         order: list[str] = []
@@ -106,7 +108,11 @@ class Vocabulary:
         path = Path(path)
         if path.is_dir():
             path = path / "vocab.json"
-        payload = {"format_version": VOCAB_FORMAT_VERSION, "lowercase": self.lowercase, "words": self.words}
+        payload = {
+            "format_version": VOCAB_FORMAT_VERSION,
+            "lowercase": self.lowercase,
+            "words": self.words,
+        }
         path.write_text(json.dumps(payload, indent=0))
 
     @classmethod
@@ -123,5 +129,7 @@ class Vocabulary:
         if not isinstance(payload, dict) or "words" not in payload:
             raise ValueError(f"{path}: not a tgsr vocab.json (no 'words')")
         if payload.get("format_version") != VOCAB_FORMAT_VERSION:
-            raise ValueError(f"{path}: unsupported vocab format_version {payload.get('format_version')}")
+            raise ValueError(
+                f"{path}: unsupported vocab format_version {payload.get('format_version')}"
+            )
         return cls(payload["words"], lowercase=payload.get("lowercase", True))

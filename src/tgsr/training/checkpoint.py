@@ -96,14 +96,16 @@ def load_checkpoint(
     tensors = load_file(str(folder / "models.safetensors"))
     for name, module in modules.items():
         prefix = f"{name}."
-        sd = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        sd = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
         if not sd:
             raise ModelFormatError(f"{folder}: checkpoint holds no weights for {name!r}")
         try:
             missing, unexpected = module.load_state_dict(sd, strict=False)
         except RuntimeError as exc:  # shape mismatch
             first = str(exc).split("\n")[1].strip() if "\n" in str(exc) else str(exc)
-            raise ModelFormatError(f"{folder}: {name!r} does not match the config ({first})") from None
+            raise ModelFormatError(
+                f"{folder}: {name!r} does not match the config ({first})"
+            ) from None
         if missing or unexpected:
             raise ModelFormatError(
                 f"{folder}: {name!r} does not match the config "

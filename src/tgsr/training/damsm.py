@@ -78,8 +78,10 @@ def train_damsm(
     if resume and ckpt_dir.exists():
         state = load_checkpoint(
             ckpt_dir,
-            {"text_encoder": accelerator.unwrap_model(text_encoder),
-             "image_encoder": accelerator.unwrap_model(image_encoder)},
+            {
+                "text_encoder": accelerator.unwrap_model(text_encoder),
+                "image_encoder": accelerator.unwrap_model(image_encoder),
+            },
             {"optimizer": optimizer},
         )
         step, elapsed = state["step"], state["elapsed"]
@@ -95,8 +97,10 @@ def train_damsm(
         if main:
             save_checkpoint(
                 ckpt_dir,
-                {"text_encoder": accelerator.unwrap_model(text_encoder),
-                 "image_encoder": accelerator.unwrap_model(image_encoder)},
+                {
+                    "text_encoder": accelerator.unwrap_model(text_encoder),
+                    "image_encoder": accelerator.unwrap_model(image_encoder),
+                },
                 {"optimizer": optimizer},
                 {"step": step, "elapsed": watch.elapsed},
             )
@@ -127,7 +131,11 @@ def train_damsm(
             if step % tc.log_every == 0 or step == 1:
                 values = {k: v.item() for k, v in parts.items()} | {"loss": loss.item()}
                 log.add(step, values, "damsm/")
-            bar.update(task, completed=step, info=f"{dt * 1000:.0f} ms/step {format_losses(values, ['loss'])}")
+            bar.update(
+                task,
+                completed=step,
+                info=f"{dt * 1000:.0f} ms/step {format_losses(values, ['loss'])}",
+            )
             if tc.checkpoint_every and step % tc.checkpoint_every == 0:
                 checkpoint()
     checkpoint()

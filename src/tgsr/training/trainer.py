@@ -64,7 +64,7 @@ def _grid_row(batch, out, n: int = 4) -> np.ndarray:
     lq = F.interpolate(batch["lq"][:n].float(), size=gt.shape[-2:], mode="nearest")
     cols = [lq, out.coarse[-1][:n].float(), out.sr[:n].float(), gt]
     grid = torch.cat([torch.cat(list(c), dim=1) for c in cols], dim=2)  # (3, n*H, 4*W)
-    return (grid.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy())
+    return grid.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
 @dataclass
