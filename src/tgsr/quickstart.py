@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+from rich.console import Console
 
 from tgsr.config import Config, load_config
 from tgsr.training.common import console
@@ -140,7 +141,8 @@ def run_quickstart(out: str | Path, minutes: float = 18.0, seed: int = 0,
     results["quickstart"] = {"minutes": total, "training": summaries}
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
     console.rule("results")
-    print_headline(results, console)
+    wide = console if console.is_terminal else Console(stderr=True, width=180)  # logs: no cut
+    print_headline(results, wide)
     console.print(
         f"\nfinished in {total:.1f} min. Report: [bold]{out / 'report' / 'report.html'}[/]"
     )

@@ -74,6 +74,16 @@ class TrainResult:
     generator: torch.nn.Module  # the final (EMA) generator, on every process
 
 
+def _attention_row(attn: torch.Tensor, max_words: int = 8) -> np.ndarray:
+    """(T, h, w) word maps -> one uint8 strip, each map min-max normalised (padding is zero)."""
+    maps = attn[:max_words].float()
+    lo = maps.flatten(1).min(1).values[:, None, None]
+    hi = maps.flatten(1).max(1).values[:, None, None]
+    maps = (maps - lo) / (hi - lo).clamp(min=1e-8)
+    strip = torch.cat(list(maps), dim=1)  # (h, T*w)
+    return strip.mul(255).byte().unsqueeze(-1).expand(-1, -1, 3).cpu().numpy()
+
+
 def fit(
     cfg: Config,
     run_dir: str | Path,
@@ -262,6 +272,8 @@ def fit(
             if main and tc.image_every and step % tc.image_every == 0:
                 row = _grid_row(batch, out)
                 log.image("samples/lq_coarse_fine_gt", row, step)
+                if out.attn:  # per-word maps of the last TAM for the first sample
+                    log.image("samples/word_attention", _attention_row(out.attn[-1][0]), step)
                 from PIL import Image
 
                 Image.fromarray(row).save(run_dir / "samples" / f"step_{step:07d}.png")
