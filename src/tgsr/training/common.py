@@ -61,6 +61,21 @@ def train_loader(data_cfg, vocab, batch_size: int, batch_key: str):
     return loader
 
 
+def start_run(out_dir, mixed_precision: str, seed: int, threads: int | None, cpu: bool | None):
+    """Create ``out_dir`` and set up the accelerator, torch threads and seeds of one training
+    run; -> (out_dir as Path, accelerator)."""
+    from pathlib import Path
+
+    from accelerate.utils import set_seed
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    accelerator = make_accelerator(mixed_precision, cpu)
+    set_threads(threads)
+    set_seed(seed, device_specific=False)
+    return out_dir, accelerator
+
+
 def set_threads(n: int | None) -> None:
     if n:
         torch.set_num_threads(n)

@@ -24,9 +24,8 @@ from tgsr.training.common import (
     console,
     format_losses,
     infinite,
-    make_accelerator,
     make_progress,
-    set_threads,
+    start_run,
     train_loader,
 )
 
@@ -49,18 +48,14 @@ def train_damsm(
     cpu: bool | None = None,
 ) -> Path:
     """Train a DAMSM pair on ``cfg.data`` and save it to ``out_dir`` (a DAMSM folder)."""
-    from accelerate.utils import set_seed
-
     from tgsr.data.loader import build_vocabulary
     from tgsr.models.damsm import damsm_loss
     from tgsr.models.serialization import save_damsm
 
     tc = cfg.damsm_train
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    accelerator = make_accelerator(tc.mixed_precision, cpu)
-    set_threads(cfg.train.torch_threads)
-    set_seed(tc.seed)
+    out_dir, accelerator = start_run(
+        out_dir, tc.mixed_precision, tc.seed, cfg.train.torch_threads, cpu
+    )
     main = accelerator.is_main_process
 
     vocab = build_vocabulary(cfg.data)

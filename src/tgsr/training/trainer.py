@@ -26,9 +26,8 @@ from tgsr.training.common import (
     console,
     format_losses,
     infinite,
-    make_accelerator,
     make_progress,
-    set_threads,
+    start_run,
     train_loader,
 )
 
@@ -93,7 +92,6 @@ def fit(
     cpu: bool | None = None,
 ) -> TrainResult:
     """Train TGSR as ``cfg`` says; write the run folder (docs/architecture.md)."""
-    from accelerate.utils import set_seed
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
     from tgsr.data.degradations import build_pyramids
@@ -104,11 +102,7 @@ def fit(
     from tgsr.training.damsm import copy_damsm
 
     tc = cfg.train
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    accelerator = make_accelerator(tc.mixed_precision, cpu)
-    set_threads(tc.torch_threads)
-    set_seed(tc.seed, device_specific=False)
+    run_dir, accelerator = start_run(run_dir, tc.mixed_precision, tc.seed, tc.torch_threads, cpu)
     main = accelerator.is_main_process
     device = accelerator.device
 
