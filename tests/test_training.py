@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,9 +16,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tgsr.config import load_config
+from tgsr.config import ConfigError, load_config
 from tgsr.errors import ModelFormatError, TGSRError
-from tgsr.models.serialization import load_damsm, load_generator
+from tgsr.evaluation.evaluate import load_run
+from tgsr.export import pipeline_from_run
+from tgsr.models.serialization import load_damsm, load_generator, load_text_encoder
 from tgsr.training.checkpoint import load_checkpoint, save_checkpoint
 from tgsr.training.damsm import train_damsm
 from tgsr.training.trainer import fit
@@ -67,10 +70,12 @@ def test_text_training_needs_a_damsm(tmp_path):
 
 
 def test_fit_writes_the_run_folder_and_a_loadable_ema_generator(tmp_path, damsm_dir):
-    cfg = tiny_config("train.max_steps=3", f"damsm.path={damsm_dir}")
+    cfg = tiny_config("train.max_steps=3", f"damsm.path={damsm_dir}", "loss.tic=0.1",
+                      "train.text_encoder=frozen")  # fmt: skip
     result = fit(cfg, tmp_path / "run", progress=False, cpu=True)
     run = result.run_dir
     assert result.steps == 3
+    assert not (run / "text_encoder").exists()  # frozen: the DAMSM's encoder conditions
     for name in ("config.yaml", "vocab.json", "damsm/vocab.json", "generator/model.safetensors",
                  "checkpoints/last/models.safetensors", "train_summary.json"):  # fmt: skip
         assert (run / name).exists(), name
@@ -84,6 +89,39 @@ def test_fit_writes_the_run_folder_and_a_loadable_ema_generator(tmp_path, damsm_
     ema = load_file(str(run / "checkpoints" / "last" / "models.safetensors"))
     for k, v in g.state_dict().items():  # the exported generator is the EMA copy
         assert torch.equal(v, ema[f"ema.module.{k}"])
+
+
+@pytest.mark.parametrize("mode", ["finetune", "scratch"])
+def test_a_trained_text_encoder_is_saved_and_used_at_inference(tmp_path, damsm_dir, mode):
+    cfg = tiny_config("train.max_steps=3", f"damsm.path={damsm_dir}", f"train.text_encoder={mode}")
+    run = fit(cfg, tmp_path / "run", progress=False, cpu=True).run_dir
+    trained = load_text_encoder(run / "text_encoder")[0].state_dict()
+    damsm = load_damsm(damsm_dir)[0].text_encoder.state_dict()
+    assert any(not torch.equal(v, damsm[k]) for k, v in trained.items())
+    kept = load_damsm(run / "damsm")[0].text_encoder.state_dict()  # TIC / TIM stay frozen
+    assert all(torch.equal(v, damsm[k]) for k, v in kept.items())
+    ckpt = load_file(str(run / "checkpoints" / "last" / "models.safetensors"))
+    for k, v in trained.items():  # the saved encoder is the EMA copy
+        assert torch.equal(v, ckpt[f"text_ema.module.{k}"])
+    for encoder in (pipeline_from_run(run).text_encoder, load_run(run)[0].text_encoder):
+        for k, v in encoder.state_dict().items():
+            assert torch.equal(v, trained[k]), k
+
+
+def test_an_unfinished_run_takes_its_trained_text_encoder_from_the_checkpoint(tmp_path, damsm_dir):
+    cfg = tiny_config("train.max_steps=2", f"damsm.path={damsm_dir}", "train.text_encoder=finetune")
+    run = fit(cfg, tmp_path / "run", progress=False, cpu=True).run_dir
+    trained = load_text_encoder(run / "text_encoder")[0].state_dict()
+    shutil.rmtree(run / "text_encoder")
+    shutil.rmtree(run / "generator")
+    pipe = pipeline_from_run(run)
+    for k, v in pipe.text_encoder.state_dict().items():
+        assert torch.equal(v, trained[k]), k
+
+
+def test_training_a_text_encoder_needs_text():
+    with pytest.raises(ConfigError, match="train.text_encoder"):
+        load_config("quickstart_baseline", ["train.text_encoder=finetune"])
 
 
 def test_resume_continues_from_the_checkpoint(tmp_path, damsm_dir):
@@ -178,9 +216,12 @@ def test_two_processes_train_data_parallel_and_stay_identical(tmp_path, damsm_di
         "res = fit(cfg, sys.argv[1], progress=False, cpu=True)\n"
         "state = PartialState()\n"
         "assert state.num_processes == 2, state.num_processes\n"
-        "torch.save(res.generator.state_dict(), f'{sys.argv[2]}/rank{state.process_index}.pt')\n"
+        "weights = {**res.generator.state_dict(),\n"
+        "           **{'text.' + k: v for k, v in res.text_encoder.state_dict().items()}}\n"
+        "torch.save(weights, f'{sys.argv[2]}/rank{state.process_index}.pt')\n"
     )
-    sets = TINY + [f"damsm.path={damsm_dir}", "train.max_steps=3", "data.num_workers=0"]
+    sets = TINY + [f"damsm.path={damsm_dir}", "train.text_encoder=finetune",
+                   "train.max_steps=3", "data.num_workers=0"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
            "--master_port=29517", str(script), str(tmp_path / "run"), str(tmp_path), *sets]  # fmt: skip
@@ -194,3 +235,15 @@ def test_two_processes_train_data_parallel_and_stay_identical(tmp_path, damsm_di
     fresh = fit(load_config("quickstart", sets[:-2] + ["train.max_steps=0"]), tmp_path / "r0",
                 progress=False, cpu=True).generator  # fmt: skip
     assert any(not torch.equal(a[k], v) for k, v in fresh.state_dict().items())  # it trained
+    damsm_text = load_damsm(damsm_dir)[0].text_encoder.state_dict()
+    assert any(not torch.equal(a[f"text.{k}"], v) for k, v in damsm_text.items())  # so did this
+
+
+def test_the_progress_bar_total_follows_the_time_budget():
+    from tgsr.training.common import bar_total
+
+    assert bar_total(10, 1000, elapsed=5.0, budget=float("inf"), step_seconds=0.5) == 1000
+    # 60 s left at 0.5 s/step: 120 more steps, so the ETA is the budget's end
+    assert bar_total(10, 1000, elapsed=40.0, budget=100.0, step_seconds=0.5) == 130
+    assert bar_total(10, 50, elapsed=40.0, budget=100.0, step_seconds=0.5) == 50
+    assert bar_total(10, 1000, elapsed=120.0, budget=100.0, step_seconds=0.5) == 10

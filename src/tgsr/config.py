@@ -186,6 +186,12 @@ class TrainConfig:
     warmup_steps: int = 0
     grad_clip: float = 1.0  # 0 = off
     ema_decay: float = 0.999  # 0 = no EMA
+    # the text encoder that conditions the generator: "frozen" (the DAMSM's, as in the paper),
+    # "finetune" (the DAMSM's, trained on with the generator) or "scratch" (a new encoder of the
+    # damsm.text_encoder size without dropout, trained with the generator). The TIC and cGAN
+    # losses and TIM always use the frozen DAMSM. Measured in docs/quickstart.md.
+    text_encoder: Literal["frozen", "finetune", "scratch"] = "frozen"
+    scratch_embedding_dim: int | None = None  # "scratch" word embeddings; None: the DAMSM's size
     ema_start: int = 0
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     channels_last: bool = False
@@ -262,6 +268,11 @@ class Config:
             raise ConfigError(
                 "discriminator.conditional=true needs text: set generator.use_text=true or "
                 "discriminator.conditional=false"
+            )
+        if self.train.text_encoder != "frozen" and not g.use_text:
+            raise ConfigError(
+                f"train.text_encoder={self.train.text_encoder!r} trains the generator's text "
+                "encoder, but generator.use_text=false: set train.text_encoder=frozen"
             )
         if self.discriminator.channels < 1:
             raise ConfigError("discriminator.channels must be >= 1")

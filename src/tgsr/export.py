@@ -58,39 +58,69 @@ def _load_run_config(run: Path):
         raise ModelFormatError(f"{path}: {exc}") from None
 
 
-def _generator_from_checkpoint(run: Path, cfg) -> nn.Module:
-    """The EMA (else the raw) generator from ``checkpoints/last`` when training did not finish."""
+def _state_from_checkpoint(run: Path, prefixes: tuple[str, ...], what: str) -> dict:
+    """The first of ``prefixes`` found in ``checkpoints/last`` as a plain state dict (an EMA's
+    ``module.`` prefix and ``n_averaged`` counter removed)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
-
-    from tgsr.models import Generator
-    from tgsr.models.serialization import load_state_strict
 
     weights = run / "checkpoints" / "last" / "models.safetensors"
     if not weights.is_file():
         raise ModelFormatError(
-            f"{run}: no generator/ folder and no checkpoints/last (training never saved a model)"
+            f"{run}: no {what}/ folder and no checkpoints/last (training never saved a model)"
         )
     try:
         tensors = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelFormatError(f"{weights}: corrupt checkpoint ({exc})") from None
-    for prefix in ("ema.", "generator_ema.", "generator."):
+    for prefix in prefixes:
         state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
         if state:
-            break
-    else:
-        raise ModelFormatError(f"{weights}: holds no generator weights")
+            state.pop("n_averaged", None)
+            return {k.removeprefix("module."): v for k, v in state.items()}
+    raise ModelFormatError(f"{weights}: holds no {what} weights")
+
+
+def _generator_from_checkpoint(run: Path, cfg) -> nn.Module:
+    """The EMA (else the raw) generator from ``checkpoints/last`` when training did not finish."""
+    from tgsr.models import Generator
+    from tgsr.models.serialization import load_state_strict
+
+    state = _state_from_checkpoint(run, ("ema.", "generator."), "generator")
     word_dim = 2 * cfg.damsm.text_encoder.hidden_dim
     generator = Generator(cfg.data.scale, word_dim, **asdict(cfg.generator))
-    load_state_strict(generator, state, weights)
+    load_state_strict(generator, state, run / "checkpoints" / "last")
     return generator.eval()
+
+
+def run_text_encoder(run: Path, cfg) -> tuple[nn.Module, Path]:
+    """The text encoder that conditions a run's generator and the folder with its vocabulary:
+    the DAMSM's (``train.text_encoder: frozen``), else the trained ``RUN/text_encoder`` (or,
+    when training did not finish, the one in ``checkpoints/last``)."""
+    from tgsr.models.serialization import load_state_strict, load_text_encoder
+    from tgsr.models.text_encoder import TextEncoder
+
+    damsm = run / "damsm"
+    if not damsm.is_dir() and cfg.damsm.path:
+        damsm = Path(cfg.damsm.path)
+    if cfg.train.text_encoder == "frozen":
+        if not (damsm / "text_encoder").is_dir():
+            raise ModelFormatError(f"{run}: no damsm/text_encoder folder (needed for the text)")
+        return load_text_encoder(damsm / "text_encoder")[0].eval(), damsm
+    if (run / "text_encoder" / "config.json").is_file():
+        return load_text_encoder(run / "text_encoder")[0].eval(), damsm
+    state = _state_from_checkpoint(run, ("text_ema.", "text_encoder."), "text_encoder")
+    vocab_size, embedding_dim = state.get("embedding.weight", torch.zeros(0, 0)).shape
+    hidden_dim = cfg.damsm.text_encoder.hidden_dim
+    encoder = TextEncoder(vocab_size, embedding_dim, hidden_dim, dropout=0.0)
+    load_state_strict(encoder, state, run / "checkpoints" / "last")
+    return encoder.eval(), damsm
 
 
 def pipeline_from_run(run_dir: str | Path) -> TGSRPipeline:
     """Build the inference pipeline of a training run folder (CPU, float32)."""
     from tgsr import __version__
-    from tgsr.models.serialization import load_generator, load_text_encoder
+    from tgsr.models.serialization import load_generator
     from tgsr.text import Vocabulary
 
     run = Path(run_dir)
@@ -107,12 +137,10 @@ def pipeline_from_run(run_dir: str | Path) -> TGSRPipeline:
         )
     text_encoder = vocab = None
     if cfg.generator.use_text:
-        damsm = run / "damsm"
-        if not damsm.is_dir() and cfg.damsm.path:
-            damsm = Path(cfg.damsm.path)
-        if not (damsm / "text_encoder").is_dir():
-            raise ModelFormatError(f"{run}: no damsm/text_encoder folder (needed for the text)")
-        text_encoder, damsm_vocab = load_text_encoder(damsm / "text_encoder")
+        text_encoder, damsm = run_text_encoder(run, cfg)
+        damsm_vocab = None
+        if (damsm / "vocab.json").is_file():
+            damsm_vocab = Vocabulary.load(damsm / "vocab.json")
         vocab_path = run / "vocab.json"
         if not vocab_path.is_file():
             vocab_path = damsm / "vocab.json"

@@ -1,8 +1,8 @@
 """``tgsr quickstart``: on a fresh machine with no data and no weights, show text guidance working.
 
 1. generate the controlled benchmark (on the fly; nothing to download),
-2. pre-train the DAMSM pair used for text features / TIC, and an independent evaluation DAMSM
-   (other seed, used by no loss),
+2. pre-train the DAMSM pair (vocabulary, TIM, and text features / TIC where the config uses
+   them), and an independent evaluation DAMSM (other seed, used by no loss),
 3. train the full TGSR and a no-text baseline at x8 (64x64 from 8x8),
 4. evaluate TGSR, baseline and bicubic, write the report with pictures,
 5. export TGSR as a pipeline folder and print the commands that use it.
@@ -89,13 +89,16 @@ def run_quickstart(out: str | Path, minutes: float = 18.0, seed: int = 0,
     cfgs = quickstart_configs(minutes, seed, overrides or [])
     console.rule(f"[bold]tgsr quickstart[/] - budget {minutes:.0f} min, output in {out}")
 
-    console.rule("1/5 DAMSM text-image encoders (for text features and the TIC loss)")
+    console.rule("1/5 DAMSM text-image encoders (vocabulary, TIM, TIC when used)")
     damsm_dir = train_damsm(cfgs["damsm"], out / "damsm", cpu=True)
     console.rule("2/5 independent evaluation DAMSM (other seed, used by no loss)")
     damsm_eval_dir = train_damsm(cfgs["damsm_eval"], out / "damsm_eval", cpu=True)
 
-    console.rule("3/5 TGSR x8 (text attention, coarse-to-fine, TAR + TIC)")
     tgsr_cfg = cfgs["tgsr"]
+    terms = " + ".join(k for k in ("l2", "fine_l2", "tar", "tic", "cgan", "lr_consistency")
+                       if getattr(tgsr_cfg.loss, k) > 0)  # fmt: skip
+    console.rule(f"3/5 TGSR x8 (text attention, coarse-to-fine; {terms}; "
+                 f"{tgsr_cfg.train.text_encoder} text encoder)")  # fmt: skip
     tgsr_cfg = _with(tgsr_cfg, damsm=dataclasses.replace(tgsr_cfg.damsm, path=str(damsm_dir)))
     tgsr_run = fit(tgsr_cfg, out / "runs" / "tgsr", cpu=True).run_dir
     console.rule("4/5 no-text baseline x8 (same data, L2 only)")

@@ -69,7 +69,6 @@ class BicubicSR:
 def load_run(run_dir: str | Path):
     """(GeneratorSR, Config) from a training run folder."""
     from tgsr.models.serialization import load_generator
-    from tgsr.training.trainer import load_frozen_damsm
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file() or not (run_dir / "generator").is_dir():
@@ -80,7 +79,9 @@ def load_run(run_dir: str | Path):
     generator = load_generator(run_dir / "generator")
     text_encoder = None
     if getattr(generator, "use_text", False):
-        text_encoder, _, _ = load_frozen_damsm(run_dir / "damsm", need_image_encoder=False)
+        from tgsr.export import run_text_encoder
+
+        text_encoder, _ = run_text_encoder(run_dir, cfg)
     return GeneratorSR(generator, text_encoder), cfg
 
 

@@ -182,5 +182,13 @@ class StepTimer:
         return self.avg
 
 
+def bar_total(step: int, max_steps: int, elapsed: float, budget: float, step_seconds: float) -> int:
+    """The progress bar's total: ``max_steps``, or the step at which the time budget will stop
+    training at the current pace (so the bar and its ETA are right under ``max_minutes``)."""
+    if budget == float("inf") or step_seconds <= 0:
+        return max_steps
+    return min(max_steps, step + max(0, int((budget - elapsed) / step_seconds)))
+
+
 def is_debug() -> bool:
     return bool(os.environ.get("TGSR_DEBUG"))

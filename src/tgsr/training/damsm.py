@@ -21,6 +21,7 @@ from tgsr.training.common import (
     ScalarLog,
     StepTimer,
     StopSignal,
+    bar_total,
     console,
     format_losses,
     infinite,
@@ -129,6 +130,7 @@ def train_damsm(
             bar.update(
                 task,
                 completed=step,
+                total=bar_total(step, tc.max_steps, watch.elapsed, budget, dt),
                 info=f"{dt * 1000:.0f} ms/step {format_losses(values, ['loss'])}",
             )
             if tc.checkpoint_every and step % tc.checkpoint_every == 0:

@@ -1,9 +1,11 @@
 """TGSR training: one readable loop (paper §3.4, Eq. 3-4) on HF Accelerate.
 
-batch -> frozen DAMSM text features -> HR / low-pass pyramids -> D step -> G step -> EMA
--> log -> images / checkpoint. The same code runs on CPU, one GPU, several GPUs and several
-nodes (``accelerate launch`` or ``torchrun``); mixed precision comes from
-``train.mixed_precision``.
+batch -> text features -> HR / low-pass pyramids -> D step -> G step -> EMA -> log -> images /
+checkpoint. The generator's text features come from the frozen DAMSM text encoder (paper) or,
+with ``train.text_encoder`` = finetune / scratch, from a text encoder trained with the generator
+(saved as ``RUN/text_encoder``); the TIC and cGAN losses always use the frozen DAMSM. The same
+code runs on CPU, one GPU, several GPUs and several nodes (``accelerate
+launch`` or ``torchrun``); mixed precision comes from ``train.mixed_precision``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from tgsr.training.common import (
     ScalarLog,
     StepTimer,
     StopSignal,
+    bar_total,
     console,
     format_losses,
     infinite,
@@ -40,6 +43,26 @@ def build_generator(cfg: Config, word_dim: int):
     from tgsr.models.generator import Generator
 
     return Generator(scale=cfg.data.scale, word_dim=word_dim, **asdict(cfg.generator))
+
+
+def conditioning_encoder(mode: str, frozen: torch.nn.Module, vocab_size: int, cfg: Config):
+    """The text encoder whose features condition the generator: ``frozen`` itself, a trainable
+    copy of it (``finetune``) or a new one (``scratch``); a trainable one has no dropout."""
+    import copy
+
+    from tgsr.models.text_encoder import TextEncoder
+
+    if mode == "frozen":
+        return frozen
+    if mode == "finetune":
+        encoder = copy.deepcopy(frozen)
+    else:
+        tcfg = cfg.damsm.text_encoder
+        embedding_dim = cfg.train.scratch_embedding_dim or tcfg.embedding_dim
+        encoder = TextEncoder(vocab_size, embedding_dim, tcfg.hidden_dim, dropout=0.0)
+    encoder.dropout.p = 0.0
+    encoder.requires_grad_(True)
+    return encoder.train()
 
 
 def load_frozen_damsm(path: str | Path, need_image_encoder: bool):
@@ -66,11 +89,21 @@ def _grid_row(batch, out, n: int = 4) -> np.ndarray:
     return grid.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
+def _encode(encoder, batch):
+    """Text features through ``encoder``'s forward (under DDP its gradients are all-reduced)."""
+    from tgsr.models.text_encoder import TextFeatures, token_mask_from_lengths
+
+    words, sentence = encoder(batch["tokens"], batch["length"])
+    mask = token_mask_from_lengths(batch["length"], batch["tokens"].shape[1])
+    return TextFeatures(words, sentence, mask)
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
     steps: int
     generator: torch.nn.Module  # the final (EMA) generator, on every process
+    text_encoder: torch.nn.Module | None = None  # the trained conditioning encoder, if any
 
 
 def _attention_row(attn: torch.Tensor, max_words: int = 8) -> np.ndarray:
@@ -98,7 +131,7 @@ def fit(
     from tgsr.data.loader import build_vocabulary
     from tgsr.losses import LossSuite
     from tgsr.models.discriminator import Discriminator
-    from tgsr.models.serialization import save_generator
+    from tgsr.models.serialization import save_generator, save_text_encoder
     from tgsr.training.damsm import copy_damsm
 
     tc = cfg.train
@@ -128,6 +161,11 @@ def fit(
 
     # ---- networks, losses, optimizers ----------------------------------------------------
     generator = build_generator(cfg, word_dim)
+    # the encoder whose features condition the generator (the frozen DAMSM's, or a trained one)
+    cond_encoder = None
+    if text_encoder is not None and cfg.generator.use_text:
+        cond_encoder = conditioning_encoder(tc.text_encoder, text_encoder, len(vocab), cfg)
+    train_text = cond_encoder is not None and tc.text_encoder != "frozen"
     discriminator = None
     if cfg.loss.cgan > 0:
         discriminator = Discriminator(
@@ -137,8 +175,12 @@ def fit(
     suite = LossSuite(cfg.loss, cfg.generator, cfg.damsm, degradation=cfg.data.degradation)
     memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
     generator.to(memory_format=memory_format)
+    g_params = list(generator.parameters())
+    if train_text:
+        cond_encoder.to(device)
+        g_params += list(cond_encoder.parameters())
     opt_g = torch.optim.Adam(
-        generator.parameters(), lr=tc.lr, betas=tuple(tc.betas), eps=tc.eps,
+        g_params, lr=tc.lr, betas=tuple(tc.betas), eps=tc.eps,
         weight_decay=tc.weight_decay,
     )  # fmt: skip
     warmup = max(tc.warmup_steps, 1)
@@ -152,7 +194,10 @@ def fit(
         modules["discriminator"] = discriminator
         optimizers["discriminator"] = opt_d
     generator, opt_g, loader = accelerator.prepare(generator, opt_g, loader)
-    ema = None
+    if train_text:
+        cond_encoder = accelerator.prepare(cond_encoder)
+        modules["text_encoder"] = cond_encoder
+    ema = text_ema = None
     if tc.ema_decay > 0:
         ema = AveragedModel(
             accelerator.unwrap_model(generator),
@@ -160,6 +205,12 @@ def fit(
             use_buffers=True,
         )
         modules["ema"] = ema
+        if train_text:
+            text_ema = AveragedModel(
+                accelerator.unwrap_model(cond_encoder),
+                multi_avg_fn=get_ema_multi_avg_fn(tc.ema_decay),
+            )
+            modules["text_ema"] = text_ema
 
     # ---- resume --------------------------------------------------------------------------
     ckpt_dir = run_dir / "checkpoints" / "last"
@@ -207,17 +258,18 @@ def fit(
         task = bar.add_task(cfg.name, total=tc.max_steps, completed=step, info="")
         while step < tc.max_steps and watch.elapsed < budget and not stop.requested:
             batch = to_device(next(batches))
-            text = None
+            text = cond = None
             if text_encoder is not None:
                 with torch.no_grad():
                     text = text_encoder.encode(batch["tokens"], batch["length"])
+                cond = _encode(cond_encoder, batch) if train_text else text
             with torch.no_grad():
                 gt_levels, lowpass_levels = build_pyramids(
                     batch["gt"], cfg.data.scale, cfg.data.lowpass_sigma, cfg.data.degradation
                 )
-            words = text.words if (text is not None and cfg.generator.use_text) else None
-            mask = text.token_mask if text is not None else None
-            sentence = text.sentence if (text is not None and cfg.generator.use_text) else None
+            words = cond.words if (cond is not None and cfg.generator.use_text) else None
+            mask = cond.token_mask if cond is not None else None
+            sentence = cond.sentence if (cond is not None and cfg.generator.use_text) else None
 
             # -- discriminator step ---------------------------------------------------------
             with accelerator.autocast():
@@ -241,18 +293,20 @@ def fit(
             opt_g.zero_grad(set_to_none=True)
             accelerator.backward(g_loss)
             if tc.grad_clip > 0:
-                accelerator.clip_grad_norm_(generator.parameters(), tc.grad_clip)
+                accelerator.clip_grad_norm_(g_params, tc.grad_clip)
             opt_g.step()
             sched_g.step()
             step += 1
             if accelerator.num_processes > 1:  # BatchNorm statistics: rank 0's everywhere,
                 for buf in accelerator.unwrap_model(generator).buffers():  # so EMA copies agree
                     torch.distributed.broadcast(buf, src=0)
-            if ema is not None:
+            for avg, live in ((ema, generator), (text_ema, cond_encoder)):
+                if avg is None:
+                    continue
                 if step <= tc.ema_start:
-                    ema.module.load_state_dict(accelerator.unwrap_model(generator).state_dict())
+                    avg.module.load_state_dict(accelerator.unwrap_model(live).state_dict())
                 else:
-                    ema.update_parameters(accelerator.unwrap_model(generator))
+                    avg.update_parameters(accelerator.unwrap_model(live))
 
             # -- log / images / checkpoint --------------------------------------------------
             dt = timer.tick()
@@ -262,6 +316,7 @@ def fit(
                 log.add(step, values, "train/")
                 log.add(step, {"ms_per_step": dt * 1000, "lr": sched_g.get_last_lr()[0]}, "perf/")
             bar.update(task, completed=step,
+                       total=bar_total(step, tc.max_steps, watch.elapsed, budget, dt),
                        info=f"{dt * 1000:.0f} ms/step {format_losses(values, show)}")  # fmt: skip
             if main and tc.image_every and step % tc.image_every == 0:
                 row = _grid_row(batch, out)
@@ -276,8 +331,14 @@ def fit(
     checkpoint()
     accelerator.wait_for_everyone()
     final = ema.module if ema is not None else accelerator.unwrap_model(generator)
+    final_text = None
+    if train_text:
+        final_text = text_ema.module if text_ema is not None else cond_encoder
+        final_text = accelerator.unwrap_model(final_text).eval()
     if main:
         save_generator(final, run_dir / "generator")
+        if train_text:
+            save_text_encoder(final_text, run_dir / "text_encoder", vocab)
         (run_dir / "train_summary.json").write_text(json.dumps({
             "steps": step,
             "minutes": watch.elapsed / 60,
@@ -288,4 +349,4 @@ def fit(
         }))  # fmt: skip
         console.print(f"{cfg.name}: {step} steps in {watch.elapsed / 60:.1f} min -> {run_dir}")
     log.close()
-    return TrainResult(run_dir, step, final.eval())
+    return TrainResult(run_dir, step, final.eval(), final_text)
