@@ -51,7 +51,7 @@ def test_quickstart_generator_shapes_and_padding_invariance():
 
 
 def test_changing_one_word_or_the_sentence_changes_the_output():
-    g = quickstart_generator().eval()
+    g = quickstart_generator(sentence_cond=True).eval()
     lq = torch.rand(2, 3, 4, 4)
     words, sentence, mask = text()
     base = g(lq, words, sentence, mask).sr
@@ -62,7 +62,7 @@ def test_changing_one_word_or_the_sentence_changes_the_output():
 
 
 def test_sentence_conditioned_generator_needs_the_sentence():
-    g = quickstart_generator()
+    g = quickstart_generator(sentence_cond=True)
     words, _, mask = text()
     with pytest.raises(ValueError, match="pass sentence"):
         g(torch.rand(2, 3, 4, 4), words, None, mask)
@@ -90,7 +90,7 @@ def test_word_statistics_are_learned_in_training_and_frozen_at_inference():
 
 
 def test_flags_survive_save_and_load(tmp_path):
-    g = quickstart_generator().eval()
+    g = quickstart_generator(sentence_cond=True).eval()
     save_generator(g, tmp_path / "g")
     h = load_generator(tmp_path / "g")
     assert h.config == g.config and h.config["sentence_cond"] and h.config["subpixel_coords"]

@@ -126,7 +126,8 @@ def run_quickstart(out: str | Path, minutes: float = 18.0, seed: int = 0,
     }  # fmt: skip
     meta = {
         "title": "tgsr quickstart: text-guided x8 super-resolution on the controlled benchmark",
-        "command": f"tgsr quickstart --out {out} --minutes {minutes:g} --seed {seed}",
+        "command": f"tgsr quickstart --out {out} --minutes {minutes:g} --seed {seed}"
+        + "".join(f" --set {o}" for o in overrides or []),
         "device": f"CPU ({platform.processor() or platform.machine()}), "
         f"{torch.get_num_threads()} threads",
         "versions": f"torch {torch.__version__}, python {platform.python_version()}",

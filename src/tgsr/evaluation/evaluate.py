@@ -156,7 +156,9 @@ class DAMSMScorer:
             globs.append(glob)
             sents.append(text.sentence)
         rp = r_precision(torch.cat(globs), torch.cat(sents), self.rp_candidates, self.seed)
-        return {"tim": float(torch.cat(tims).mean()), "r_precision": rp.value, "rp_note": rp.note}
+        per_image = torch.cat(tims).float().cpu()
+        return {"tim": float(per_image.mean()), "tim_per_image": per_image,
+                "r_precision": rp.value, "rp_note": rp.note}  # fmt: skip
 
 
 def _pixel_metrics(
@@ -265,6 +267,7 @@ def evaluate(
         swap_tok = _encode(vocab, [swap_caps[i] for i in two], data.max_words)
 
     outputs: dict[str, SROutput] = {}
+    tim_images: dict[tuple[str, str], torch.Tensor] = {}  # per-image TIM, for the GT comparison
     names = list(models)
     with make_progress(disable=not progress) as bar:
         task = bar.add_task("evaluate", total=len(names), info="")
@@ -277,6 +280,7 @@ def evaluate(
             for tag, sc in scorers.items():
                 s = sc.score(out.sr, captions, ec.batch_size)
                 r["tim" + tag], r["r_precision" + tag] = s["tim"], s["r_precision"]
+                tim_images[(name, tag)] = s["tim_per_image"]
                 if s["rp_note"]:
                     results["notes"]["r_precision"] = s["rp_note"]
             lp = LPIPSMetric(ec.lpips_weights)
@@ -317,6 +321,12 @@ def evaluate(
     for tag, sc in scorers.items():
         s = sc.score(gt, captions, ec.batch_size)
         gt_row["tim" + tag], gt_row["r_precision" + tag] = s["tim"], s["r_precision"]
+        for (name, tag_), per_image in tim_images.items():  # paired: same captions, same images
+            if tag_ == tag:
+                diff = per_image - s["tim_per_image"]
+                row = results["models"][name]
+                row["tim_minus_gt" + tag] = float(diff.mean())
+                row["tim_minus_gt_sem" + tag] = float(diff.std() / len(diff) ** 0.5)
     if bench is not None:
         gt_row["pattern_accuracy"] = bench.pattern_accuracy(gt, attrs)["pattern_accuracy"]
     results["models"]["gt"] = gt_row
