@@ -112,11 +112,14 @@ def test_an_unfinished_run_takes_its_trained_text_encoder_from_the_checkpoint(tm
     cfg = tiny_config("train.max_steps=2", f"damsm.path={damsm_dir}", "train.text_encoder=finetune")
     run = fit(cfg, tmp_path / "run", progress=False, cpu=True).run_dir
     trained = load_text_encoder(run / "text_encoder")[0].state_dict()
+    ema_generator = load_generator(run / "generator").state_dict()
     shutil.rmtree(run / "text_encoder")
     shutil.rmtree(run / "generator")
-    pipe = pipeline_from_run(run)
+    pipe = pipeline_from_run(run)  # both from the checkpoint's EMA copies (AveragedModel keys)
     for k, v in pipe.text_encoder.state_dict().items():
         assert torch.equal(v, trained[k]), k
+    for k, v in pipe.generator.state_dict().items():
+        assert torch.equal(v, ema_generator[k]), k
 
 
 def test_training_a_text_encoder_needs_text():

@@ -34,7 +34,7 @@ class SROutput:
 
 
 class GeneratorSR:
-    """A trained generator (+ its frozen text encoder) as a callable on token batches."""
+    """A trained generator (+ the text encoder that conditions it) as a callable on token batches."""
 
     def __init__(self, generator, text_encoder=None):
         self.generator = generator.eval()
