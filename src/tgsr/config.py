@@ -126,9 +126,9 @@ class GeneratorConfig:
     activation: Literal["relu", "leaky_relu"] = "relu"
     coord_channels: bool = False  # add x/y coordinate channels to the LR input (binding aid)
     subpixel_coords: bool = False  # sub-pixel position channels after each x2 stage (LIIF-style)
-    word_norm: bool = False  # LayerNorm on the (frozen) word features before the TAMs
+    word_norm: bool = False  # masked BatchNorm of the word features before the TAMs
     word_adapter: Literal["none", "mlp"] = "none"  # trainable per-word MLP on the frozen features
-    sentence_cond: bool = False  # also add the (standardised) sentence feature at every stage
+    sentence_cond: bool = False  # FiLM of every stage by the (standardised) sentence feature
     text_fusion: Literal["concat", "concat_mul"] = "concat"  # concat_mul adds features*attended
     refine_input: Literal["lq", "highpass"] = "lq"  # released: LR - blur(LR)
     image_residual: bool = True  # image heads predict a residual over bicubic(lq) (not in paper)

@@ -93,28 +93,35 @@ def _generator_from_checkpoint(run: Path, cfg) -> nn.Module:
     return generator.eval()
 
 
-def run_text_encoder(run: Path, cfg) -> tuple[nn.Module, Path]:
-    """The text encoder that conditions a run's generator and the folder with its vocabulary:
-    the DAMSM's (``train.text_encoder: frozen``), else the trained ``RUN/text_encoder`` (or,
-    when training did not finish, the one in ``checkpoints/last``)."""
-    from tgsr.models.serialization import load_state_strict, load_text_encoder
-    from tgsr.models.text_encoder import TextEncoder
-
+def _damsm_dir(run: Path, cfg) -> Path:
+    """The run's copy of its DAMSM, else the one its config names."""
     damsm = run / "damsm"
     if not damsm.is_dir() and cfg.damsm.path:
         damsm = Path(cfg.damsm.path)
+    return damsm
+
+
+def run_text_encoder(run: Path, cfg):
+    """The text encoder that conditions a run's generator, and the vocabulary saved with it
+    (or None), as :func:`load_text_encoder` returns them: the DAMSM's
+    (``train.text_encoder: frozen``), else the trained ``RUN/text_encoder`` (or, when training
+    did not finish, the one in ``checkpoints/last``)."""
+    from tgsr.models.serialization import load_state_strict, load_text_encoder
+    from tgsr.models.text_encoder import TextEncoder
+
     if cfg.train.text_encoder == "frozen":
+        damsm = _damsm_dir(run, cfg)
         if not (damsm / "text_encoder").is_dir():
             raise ModelFormatError(f"{run}: no damsm/text_encoder folder (needed for the text)")
-        return load_text_encoder(damsm / "text_encoder")[0].eval(), damsm
+        return load_text_encoder(damsm / "text_encoder")
     if (run / "text_encoder" / "config.json").is_file():
-        return load_text_encoder(run / "text_encoder")[0].eval(), damsm
+        return load_text_encoder(run / "text_encoder")
     state = _state_from_checkpoint(run, ("text_ema.", "text_encoder."), "text_encoder")
     vocab_size, embedding_dim = state.get("embedding.weight", torch.zeros(0, 0)).shape
     hidden_dim = cfg.damsm.text_encoder.hidden_dim
     encoder = TextEncoder(vocab_size, embedding_dim, hidden_dim, dropout=0.0)
     load_state_strict(encoder, state, run / "checkpoints" / "last")
-    return encoder.eval(), damsm
+    return encoder.eval(), None
 
 
 def pipeline_from_run(run_dir: str | Path) -> TGSRPipeline:
@@ -137,19 +144,16 @@ def pipeline_from_run(run_dir: str | Path) -> TGSRPipeline:
         )
     text_encoder = vocab = None
     if cfg.generator.use_text:
-        text_encoder, damsm = run_text_encoder(run, cfg)
-        damsm_vocab = None
-        if (damsm / "vocab.json").is_file():
-            damsm_vocab = Vocabulary.load(damsm / "vocab.json")
+        text_encoder, encoder_vocab = run_text_encoder(run, cfg)
         vocab_path = run / "vocab.json"
         if not vocab_path.is_file():
-            vocab_path = damsm / "vocab.json"
+            vocab_path = _damsm_dir(run, cfg) / "vocab.json"
         try:
             vocab = Vocabulary.load(vocab_path)
         except (OSError, ValueError) as exc:
             raise ModelFormatError(f"{run}: {exc}") from None
-        if damsm_vocab is not None and damsm_vocab != vocab:
-            raise ModelFormatError(f"{run}: vocab.json differs from the DAMSM's vocabulary")
+        if encoder_vocab is not None and encoder_vocab != vocab:
+            raise ModelFormatError(f"{run}: vocab.json differs from the text encoder's vocabulary")
     info = PipelineInfo(
         scale=cfg.data.scale,
         lq_size=cfg.data.hr_size // cfg.data.scale,

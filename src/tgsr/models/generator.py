@@ -129,14 +129,14 @@ class Generator(nn.Module):
         # (batch statistics in training, running statistics at inference) lets the TAM see
         # them; measured in docs/quickstart.md
         self.word_norm = MaskedBatchNorm(word_dim) if (word_norm and use_text) else None
-        # a trainable per-word MLP between the frozen text encoder and the TAMs: the generator
-        # can re-map contextual word features (e.g. "the first colour named") to what it draws
         # the sentence feature holds the whole caption at full strength, where the attended
         # word mixture dilutes it: standardised, it modulates every stage's features (FiLM)
         self.sentence_cond = sentence_cond and use_text
         self.sentence_norm = nn.BatchNorm1d(word_dim, momentum=0.05) if self.sentence_cond else None
         if self.sentence_cond and arch != "paper":
             raise ValueError("sentence_cond is implemented for arch='paper'")
+        # a trainable per-word MLP between the text encoder and the TAMs: the generator can
+        # re-map contextual word features (e.g. "the first colour named") to what it draws
         self.word_adapter = None
         if word_adapter == "mlp" and use_text:
             self.word_adapter = nn.Sequential(

@@ -4,8 +4,8 @@ batch -> text features -> HR / low-pass pyramids -> D step -> G step -> EMA -> l
 checkpoint. The generator's text features come from the frozen DAMSM text encoder (paper) or,
 with ``train.text_encoder`` = finetune / scratch, from a text encoder trained with the generator
 (saved as ``RUN/text_encoder``); the TIC and cGAN losses always use the frozen DAMSM. The same
-code runs on CPU, one GPU, several GPUs and several nodes (``accelerate
-launch`` or ``torchrun``); mixed precision comes from ``train.mixed_precision``.
+code runs on CPU, one GPU, several GPUs and several nodes (``accelerate launch`` or
+``torchrun``); mixed precision comes from ``train.mixed_precision``.
 """
 
 from __future__ import annotations
@@ -166,6 +166,8 @@ def fit(
     if text_encoder is not None and cfg.generator.use_text:
         cond_encoder = conditioning_encoder(tc.text_encoder, text_encoder, len(vocab), cfg)
     train_text = cond_encoder is not None and tc.text_encoder != "frozen"
+    # the frozen DAMSM's features are needed to condition (frozen) or for TIC / cGAN
+    frozen_features = not train_text or cfg.loss.tic > 0 or cfg.loss.cgan > 0
     discriminator = None
     if cfg.loss.cgan > 0:
         discriminator = Discriminator(
@@ -259,10 +261,12 @@ def fit(
         while step < tc.max_steps and watch.elapsed < budget and not stop.requested:
             batch = to_device(next(batches))
             text = cond = None
-            if text_encoder is not None:
+            if text_encoder is not None and frozen_features:
                 with torch.no_grad():
                     text = text_encoder.encode(batch["tokens"], batch["length"])
-                cond = _encode(cond_encoder, batch) if train_text else text
+            cond = _encode(cond_encoder, batch) if train_text else text
+            if text is None:  # TAR needs only the word mask, which both encoders share
+                text = cond
             with torch.no_grad():
                 gt_levels, lowpass_levels = build_pyramids(
                     batch["gt"], cfg.data.scale, cfg.data.lowpass_sigma, cfg.data.degradation
