@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# the decoded-image cache of real data sets goes to a throw-away folder, not ~/.cache
+os.environ.setdefault("TGSR_CACHE_DIR", tempfile.mkdtemp(prefix="tgsr-test-cache-"))
 torch.set_num_threads(1)

@@ -56,7 +56,8 @@ def test_check_table_oov_and_problems(tmp_path, monkeypatch, capsys):
     report = json.loads(out)
     assert code == 1
     assert len(report["unreadable"]) == 1 and "img1.png" in report["unreadable"][0]
-    assert len(report["too_small"]) == 2  # the 40x48 images are below 64
+    assert report["too_small"] == []  # none below the 32-px floor
+    assert len(report["small"]) == 2  # the 40x48 images are below 64: information only
     assert 0 < report["oov_rate"] < 1
 
 

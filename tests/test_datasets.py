@@ -11,7 +11,13 @@ import torch
 
 from datafixtures import ATTRS, HR, make, make_celeba_attr, write_image, write_lines
 from tgsr.config import DataConfig
-from tgsr.data.datasets import bbox_crop, prepare_image, read_captions, read_name_list
+from tgsr.data.datasets import (
+    bbox_crop,
+    prepare_image,
+    read_captions,
+    read_name_list,
+    resize_shorter_side,
+)
 from tgsr.data.degradations import degrade, quantize
 from tgsr.data.loader import build_dataset, build_vocabulary, check_dataset, collate, read_records
 from tgsr.errors import BadInputError, TGSRError
@@ -197,10 +203,28 @@ def test_prepare_image_resize_and_crops():
     out = prepare_image(img, 32, 76 / 64, None, "x")
     assert out.shape == (32, 32, 3)
     assert prepare_image(img, 32, 76 / 64, (0.0, 0.0), "x").shape == (32, 32, 3)
-    small = np.zeros((34, 40, 3), dtype=np.uint8)  # between hr and hr*ratio: not upscaled
-    assert np.array_equal(prepare_image(small, 32, 76 / 64, None, "x"), small[1:33, 4:36])
-    with pytest.raises(BadInputError, match="tiny.png: image 20x40 is smaller than the 32x32 crop"):
-        prepare_image(np.zeros((40, 20, 3), np.uint8), 32, 76 / 64, None, "tiny.png")
+    # the shorter side goes to int(32 * 76 / 64) = 38, up or down, then the centre 32x32 crop
+    ramp = np.broadcast_to(np.linspace(0, 255, 40)[None, :, None], (34, 40, 3)).astype(np.uint8)
+    up = prepare_image(ramp, 32, 76 / 64, None, "x")
+    assert up.shape == (32, 32, 3)
+    resized = resize_shorter_side(ramp, 38)
+    assert resized.shape == (38, 45, 3) and np.array_equal(up, resized[3:35, 6:38])
+    down = resize_shorter_side(np.zeros((300, 200, 3), np.uint8), 38)
+    assert down.shape == (57, 38, 3)
+    assert prepare_image(np.zeros((32, 33, 3), np.uint8), 32, 76 / 64, None, "x").shape == (
+        32,
+        32,
+        3,
+    )
+    assert prepare_image(np.zeros((30, 40, 3), np.uint8), 32, 76 / 64, None, "x").shape == (
+        32,
+        32,
+        3,
+    )
+    with pytest.raises(BadInputError, match="tiny.png: image 20x30 is below the floor"):
+        prepare_image(np.zeros((30, 20, 3), np.uint8), 32, 76 / 64, None, "tiny.png")
+    with pytest.raises(BadInputError, match="strip.png: image 400x7 is below the floor"):
+        prepare_image(np.zeros((7, 400, 3), np.uint8), 32, 76 / 64, None, "strip.png")
 
 
 def test_bad_image_error_and_counted_skip(tmp_path):

@@ -19,6 +19,7 @@ from helpers_pipeline import make_pipeline_dir, natural_image
 
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.slow,
     pytest.mark.filterwarnings("ignore::Warning:gradio.queueing"),  # pandas notes inside gradio
 ]
 

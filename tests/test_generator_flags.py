@@ -68,13 +68,21 @@ def test_sentence_conditioned_generator_needs_the_sentence():
         g(torch.rand(2, 3, 4, 4), words, None, mask)
 
 
-def test_empty_caption_gives_finite_text_free_output():
-    g = quickstart_generator().eval()
+@pytest.mark.parametrize("sentence_cond", [False, True])
+def test_empty_caption_output_ignores_every_word_and_sentence_value(sentence_cond):
+    """With no real word, whatever sits in the padded word slots and the sentence feature
+    changes nothing: the TAMs attend to nothing (maps exactly 0) and FiLM gets a zero sentence."""
+    g = quickstart_generator(sentence_cond=sentence_cond).eval()
+    lq = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(3))
     words, sentence, mask = text(lengths=(0, 0))
-    out = g(torch.rand(2, 3, 4, 4), words, sentence, mask)
-    assert torch.isfinite(out.sr).all()
-    out2 = g(torch.rand(2, 3, 4, 4) * 0 + out.sr.new_tensor(0.5), words, sentence * 5, mask)
-    assert torch.isfinite(out2.sr).all()
+    assert torch.all(words == 0)
+    out = g(lq, words, torch.zeros_like(sentence), mask)
+    garbage = torch.randn(words.shape, generator=torch.Generator().manual_seed(4)) * 10
+    again = g(lq, garbage, sentence * 5, mask)
+    assert torch.equal(out.sr, again.sr)
+    assert all(torch.all(a == 0) for a in out.attn + again.attn)
+    other = g(lq.flip(-1), garbage, sentence, mask)  # the image still reaches the output
+    assert not torch.allclose(other.sr, out.sr)
 
 
 def test_word_statistics_are_learned_in_training_and_frozen_at_inference():

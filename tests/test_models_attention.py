@@ -28,12 +28,12 @@ def test_empty_caption_gives_zero_not_nan():
     tam = TextAttention(8, 10)
     feats, words, mask, _ = _inputs()
     attended, attn = tam(feats, words, mask)
-    assert torch.isfinite(attended).all() and torch.isfinite(attn).all()
     assert torch.all(attended[2] == 0) and torch.all(attn[2] == 0)
     feats.requires_grad_(True)
     attended, _ = tam(feats, words, mask)
     attended.sum().backward()
-    assert torch.isfinite(feats.grad).all()
+    assert torch.all(feats.grad[2] == 0)  # no NaN, and nothing to learn from no words
+    assert feats.grad[:2].abs().amax() > 0
 
 
 def test_mixed_lengths_equal_each_alone():

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from tgsr.config import ImageEncoderConfig
+from tgsr.config import ConfigError, ImageEncoderConfig
 from tgsr.errors import ModelFormatError
 from tgsr.models import InceptionImageEncoder, build_image_encoder
 
@@ -18,9 +18,16 @@ def imagenet_like_file(tmp_path_factory):
     return path, net.state_dict()
 
 
-def test_from_scratch_warns_and_shapes():
-    with pytest.warns(UserWarning, match="trains from scratch"):
-        enc = build_image_encoder(ImageEncoderConfig(kind="inception", feature_dim=16))
+def test_no_weights_is_an_error_naming_both_options_scratch_only_when_asked():
+    with pytest.raises(ConfigError) as exc:
+        build_image_encoder(ImageEncoderConfig(kind="inception", feature_dim=16))
+    msg = str(exc.value)
+    assert len(msg.splitlines()) == 1
+    assert "inception_v3_google-0cc3c7bd.pth" in msg and "efficientnet_lite0" in msg
+    assert "scratch" in msg
+    enc = build_image_encoder(
+        ImageEncoderConfig(kind="inception", feature_dim=16, weights="scratch")
+    )
     assert all(p.requires_grad for p in enc.parameters())
     enc.eval()
     with torch.no_grad():

@@ -27,6 +27,7 @@ FIXTURE = {"cub": "cub", "oxford102": "oxford102", "coco": "coco", "celeba_hq": 
            "celeba_attr": "celeba_attr"}  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", preset_names())
 def test_preset_trains_two_steps(preset, tmp_path):
     cfg = load_config(preset)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -154,3 +155,127 @@ def test_bad_arguments():
         tiled_apply(_nearest(2), x, tile=16, overlap=8, scale=4)
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         tiled_apply(_nearest(2), x[0], tile=16, overlap=8, scale=2)
+
+
+# ----------------------------------------------------------------------------- cheap tiling
+
+
+def _tiny_generator(scale=2, **flags):
+    cfg = tiny_config(scale, True, "paper", **flags)
+    generator, text_encoder, _, _, vocab = tiny_components(cfg, seed=1)
+    return generator, text_encoder, vocab, cfg
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [{}, {"activation": "leaky_relu", "subpixel_coords": True, "text_fusion": "concat_mul"}],
+)
+def test_computed_receptive_radius_matches_the_impulse_response(generator_fn, flags):
+    """The gradient probe on a narrow twin (receptive_radius) against the impulse response of
+    the real model (perturb the centre pixel, see which output pixels move)."""
+    from tgsr.tiling import receptive_radius
+
+    if not flags:
+        generator = generator_fn
+        gen = tiny_components(tiny_config(2, True, "paper"), seed=1)[0]
+    else:
+        gen, text_encoder, vocab, cfg = _tiny_generator(2, **flags)
+        enc = vocab.encode("a red and cyan striped circle", cfg.data.max_words)
+        feats = text_encoder.encode(torch.tensor([enc.ids]), torch.tensor([enc.length]))
+
+        def generator(x):
+            with torch.no_grad():
+                return gen(x, feats.words, feats.sentence, feats.token_mask).sr
+
+    measured = _radius(generator, 2)
+    computed = receptive_radius(gen)
+    assert measured <= computed <= measured + 1  # never below: crops with it are exact
+
+
+def test_tiles_are_batched_and_crops_equal_blending(generator_fn):
+    torch.manual_seed(5)
+    x = torch.rand(2, 3, 50, 46)
+    full = generator_fn(x)
+    r = _radius(generator_fn, 2)
+    calls = []
+
+    def counted(t):
+        calls.append(t.shape[0])
+        return generator_fn(t)
+
+    kw = dict(tile=2 * r + 10, overlap=2 * r, scale=2, margin=r, blend=False)
+    one = tiled_apply(counted, x, batch_tiles=1, **kw)
+    n_tiles = len(calls)
+    calls.clear()
+    batched = tiled_apply(counted, x, batch_tiles=4, **kw)
+    assert len(calls) == -(-n_tiles // 4) and max(calls) == 4 * 2  # 4 tiles x 2 images per call
+    assert (one - full).abs().max() < 1e-5 and (batched - full).abs().max() < 1e-5
+
+    def to_u8(t):
+        return torch.floor(t.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+
+    direct = tiled_apply(generator_fn, x, convert=to_u8, **kw)
+    assert direct.dtype == torch.uint8 and torch.equal(direct, to_u8(one))
+
+
+def test_memory_model_is_linear_and_matches_a_direct_count():
+    from tgsr.tiling import _LiveBytes, _probe_inputs, peak_activation_bytes
+
+    gen, *_ = _tiny_generator(4, coord_channels=True, word_norm=True, word_adapter="mlp")
+    size = 12
+    counter = _LiveBytes()
+    args = _probe_inputs(gen, size, 2, "cpu", torch.float32, 16)
+    with torch.inference_mode(), counter:
+        out = gen(*args)
+        del out
+    estimate = peak_activation_bytes(gen, size, 2)
+    assert abs(estimate - counter.peak) / counter.peak < 0.05
+    assert peak_activation_bytes(gen, 2 * size, 2) == pytest.approx(4 * estimate, rel=1e-3)
+    assert peak_activation_bytes(gen, size, 2, torch.bfloat16) == pytest.approx(estimate / 2, 1e-3)
+
+
+def test_plan_fits_the_budget_with_little_overhead():
+    from tgsr.tiling import plan_tiles
+
+    per_px = 1720.5  # the paper x8 generator in float32 (bytes per output pixel)
+
+    def memory_of(t, n):
+        return int(n * (8 * t) ** 2 * per_px)
+
+    plan = plan_tiles(256, 256, 8, memory_of, 2 * 2**30)
+    assert plan.tile is not None and memory_of(plan.tile, plan.batch_tiles) <= 2 * 2**30
+    assert plan.overlap == 16 and plan.margin == 8
+    assert plan.overhead <= 1.3  # issue target for a 2048^2 output
+    whole = plan_tiles(64, 64, 8, memory_of, 2 * 2**30)
+    assert whole.tile is None and whole.overhead == 1.0
+    small = plan_tiles(256, 200, 8, memory_of, 64 * 2**20)
+    assert small.tile is not None and small.batch_tiles >= 1
+    assert memory_of(small.tile, small.batch_tiles) <= 64 * 2**20
+
+
+def test_parse_memory():
+    from tgsr.tiling import parse_memory
+
+    assert parse_memory("2GiB") == 2 * 2**30 and parse_memory("512MB") == 512 * 10**6
+    assert parse_memory("1.5g") == int(1.5 * 2**30) and parse_memory(1000) == 1000
+    for bad in ("lots", "-1GB", "0", "5 parsecs"):
+        with pytest.raises(ValueError):
+            parse_memory(bad)
+
+
+def test_pipeline_tiles_under_a_memory_budget_exactly(tmp_path):
+    """Default tiling (planned from max_memory, overlap from the receptive field) == untiled."""
+    from helpers_pipeline import make_pipeline_dir, natural_image
+    from tgsr.pipeline import TGSRPipeline
+
+    pipe = TGSRPipeline.from_pretrained(make_pipeline_dir(tmp_path, scale=4), dtype="float32")
+    img = natural_image(40, 52, seed=3)
+    full = pipe(img, "a red and cyan striped circle", tile=0, output_type="pt")
+    calls = []
+    pipe.generator.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape))
+    tiled = pipe(img, "a red and cyan striped circle", max_memory="4MiB", output_type="pt")
+    as_np = pipe(img, "a red and cyan striped circle", max_memory="4MiB", output_type="np")
+    assert tiled.tiled and len(calls) >= 2 and max(c[-1] for c in calls) < 52
+    assert (tiled.images - full.images).abs().max() < 1e-5
+    ref = np.floor(full.images[0].permute(1, 2, 0).numpy() * 255 + 0.5)
+    assert np.abs(as_np.images[0].astype(np.float64) - ref).max() <= 1

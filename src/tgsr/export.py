@@ -352,7 +352,8 @@ def export_onnx(pipe: TGSRPipeline, out_dir: str | Path, opset: int = ONNX_OPSET
                 dynamic_axes=axes,
             )
         written.append(path)
-    pipe.generator.to(pipe.device, pipe.dtype).eval()
+    pipe.to(pipe.device, dtype=pipe.dtype)  # back to the pipeline's dtype (norms stay float32)
+    pipe.generator.eval()
     if pipe.text_encoder is not None:
         pipe.text_encoder.to(pipe.device).eval()
     return written

@@ -24,12 +24,16 @@ def check(
     format: str = typer.Option(..., "--format", "-f", help=f"One of: {', '.join(REAL_FORMATS)}."),
     split: str = typer.Option("train", help="Split to check: train, val or test."),
     vocab: Path | None = typer.Option(None, help="vocab.json to measure the OOV rate against."),
-    hr_size: int = typer.Option(256, help="HR crop size: smaller images are reported."),
+    hr_size: int = typer.Option(
+        256, help="HR crop size: smaller images are reported (information: they are upsampled)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
     """Validate a data set: images, captions per image, vocabulary, OOV rate, bad files.
 
-    Every image is decoded. Exits with status 1 when problems are found.
+    Every image is decoded. Images smaller than --hr-size are listed as information (training
+    upsamples them). Exits with status 1 when problems are found: unreadable files, images below
+    the floor (longer side under 32 px or shorter side under 8 px), bad caption or manifest entries.
     """
     if format not in REAL_FORMATS:
         raise TGSRError(f"--format must be one of {', '.join(REAL_FORMATS)}, got {format!r}")
@@ -97,16 +101,18 @@ def _print_report(report: dict) -> None:
         )
     rows += [
         ("unreadable images", len(report["unreadable"])),
-        (f"images smaller than {report['hr_size']} px", len(report["too_small"])),
+        ("images below the floor (see docs/real_data.md)", len(report["too_small"])),
+        (f"images smaller than {report['hr_size']} px (upsampled; info)", len(report["small"])),
         ("bad entries (captions, manifest)", len(report["bad_records"])),
     ]
     for name, value in rows:
         table.add_row(name, str(value))
     console.print(table)
-    for title in ("unreadable", "too_small", "bad_records"):
+    for title, colour in (("unreadable", "red"), ("too_small", "red"), ("bad_records", "red"),
+                          ("small", "cyan")):  # fmt: skip
         items = report[title]
         for line in items[:10]:
-            console.print(f"[red]{title}[/red] {line}", highlight=False, soft_wrap=True)
+            console.print(f"[{colour}]{title}[/{colour}] {line}", highlight=False, soft_wrap=True)
         if len(items) > 10:
             console.print(f"... and {len(items) - 10} more {title}")
 

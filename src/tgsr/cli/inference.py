@@ -138,9 +138,22 @@ def upscale(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
     scale: int = typer.Option(None, "--scale", help="Expected factor; checked against the model."),
     tile: int = typer.Option(
-        None, "--tile", help="LR tile side for large inputs (default: automatic; 0: never tile)."
+        None,
+        "--tile",
+        help="LR tile side (default: automatic, the largest tiles that fit --max-memory; "
+        "0: never tile).",
     ),
-    overlap: int = typer.Option(None, "--overlap", help="Tile overlap in LR pixels."),
+    overlap: int = typer.Option(
+        None,
+        "--overlap",
+        help="Tile overlap in LR pixels (default: twice the model's receptive-field radius, "
+        "which makes tiled = untiled).",
+    ),
+    max_memory: str = typer.Option(
+        "2GiB",
+        "--max-memory",
+        help="Activation memory of one generator call (e.g. 512MiB, 4GB); larger images are tiled.",
+    ),
     save_attention: bool = typer.Option(
         False, "--save-attention", help="Also write the per-word attention maps."
     ),
@@ -148,7 +161,12 @@ def upscale(
         False, "--skip-bad", help="Skip unreadable inputs (counted) instead of stopping."
     ),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:0, mps."),
-    dtype: str = typer.Option("float32", "--dtype", help="float32 or bf16."),
+    dtype: str = typer.Option(
+        "auto",
+        "--dtype",
+        help="auto (bf16 on GPUs with bf16 and CPUs with AMX/AVX-512-BF16, else float32), "
+        "float32 or bf16.",
+    ),
 ) -> None:
     """Upscale images with a caption (editable SR: several --text values, one output each)."""
     from rich.console import Console
@@ -160,6 +178,12 @@ def upscale(
     console = Console(stderr=True, soft_wrap=True)
     if tile is not None and tile < 0:
         raise TGSRError("--tile must be >= 0")
+    from tgsr.tiling import parse_memory
+
+    try:
+        budget = parse_memory(max_memory)
+    except ValueError as exc:
+        raise TGSRError(f"--max-memory: {exc}") from None
     dev = _pick_device(device)
     pipe = TGSRPipeline.from_pretrained(model, device=dev, dtype=dtype)
     if scale is not None and scale != pipe.scale:
@@ -173,6 +197,8 @@ def upscale(
         )
     if not pipe.use_text and captions:
         console.print("[yellow]note:[/] this model does not use text; --text is ignored")
+    if out.exists() and not out.is_dir():
+        raise TGSRError(f"--out {out}: a file is in the way (give a folder)")
     out.mkdir(parents=True, exist_ok=True)
     index = []
     total = sum(len(j.captions) for j in jobs)
@@ -183,7 +209,9 @@ def upscale(
         TimeElapsedColumn(),
     )
     written = 0
-    with Progress(*columns, console=console, transient=False) as progress:
+    # a bar on a terminal only: in logs its last frame would sit beside the one-line errors
+    with Progress(*columns, console=console, transient=False,
+                  disable=not console.is_terminal) as progress:  # fmt: skip
         task = progress.add_task("upscaling", total=total)
         for job in jobs:
             try:
@@ -221,6 +249,7 @@ def upscale(
                         return_attention=save_attention and pipe.use_text,
                         tile=tile,
                         overlap=overlap,
+                        max_memory=budget,
                         output_type="np",
                         progress=on_tile,
                     )

@@ -30,7 +30,10 @@ def damsm_train(
     out: Annotated[Path, typer.Option("--out", "-o", help="DAMSM folder to write.")],
     set_: SetOpt = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue from OUT/checkpoints/last.")
+        bool,
+        typer.Option(
+            "--resume", help="Continue from the newest valid checkpoint in OUT/checkpoints."
+        ),
     ] = False,
     cpu: CpuOpt = False,
 ) -> None:
@@ -49,7 +52,10 @@ def train(
     ),
     set_: SetOpt = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue from OUT/checkpoints/last.")
+        bool,
+        typer.Option(
+            "--resume", help="Continue from the newest valid checkpoint in OUT/checkpoints."
+        ),
     ] = False,
     cpu: CpuOpt = False,
 ) -> None:

@@ -1,19 +1,21 @@
-"""Real captioned data sets, read in the layout their users have on disk (facts §1.1, §10.4).
+"""Real captioned data sets, read in the layout their users have on disk
+(docs/paper_vs_code.md R1, R8).
 
 Every reader returns ``list[Record]``; :class:`CaptionedImageDataset` turns records into samples.
-Class ids feed DAMSM's same-class masking (facts §3.4): CUB and Oxford-102 use their class
-folders; the other formats give every image its own id (no masking).
+Class ids feed DAMSM's same-class masking (paper_vs_code.md R2): CUB and Oxford-102 use their
+class folders; the other formats give every image its own id (no masking).
 
 Layouts (``root`` = ``data.root``):
 
 * ``cub``: ``CUB_200_2011/images/<class>/<name>.jpg``, ``text/<class>/<name>.txt`` (one caption
   a line), ``<split>/filenames.pickle`` (AttnGAN's protocol-2 list of ``"<class>/<name>"``, read
   without executing code) or ``<split>/filenames.txt`` (one name a line). Optional
-  ``CUB_200_2011/bounding_boxes.txt`` + ``images.txt`` for AttnGAN's box crop (facts §10.3).
+  ``CUB_200_2011/bounding_boxes.txt`` + ``images.txt`` for AttnGAN's box crop
+  (paper_vs_code.md R8).
 * ``oxford102``: ``jpg/image_XXXXX.jpg`` and ``text_c10/class_XXXXX/image_XXXXX.txt``. Split:
   per class, the caption files **sorted by name**, the last 3 are test and the rest train (the
   released code takes the last 3 in unsorted ``glob`` order, which depends on the file system).
-  ``.`` and ``,`` are deleted and a ``{}`` line repeats the previous caption (facts §1.1).
+  ``.`` and ``,`` are deleted and a ``{}`` line repeats the previous caption (paper_vs_code.md R1).
 * ``coco``: ``annotations/captions_train2014.json`` (train) or ``captions_val2014.json``
   (val/test: COCO's test images have no captions; AttnGAN tests on val2014); the 2017 names are
   accepted too. Images in ``<root>/<train2014|val2014|...>/`` or ``<root>/images/<...>/``.
@@ -34,19 +36,22 @@ Layouts (``root`` = ``data.root``):
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
 import pickle
 import random
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from tgsr.config import DataConfig
-from tgsr.data.degradations import imresize
 from tgsr.data.images import list_images, load_image
 from tgsr.data.sample import make_sample
 from tgsr.errors import BadInputError, TGSRError
@@ -96,7 +101,8 @@ def read_name_list(path: Path) -> list[str]:
         try:
             names = _NoCodeUnpickler(io.BytesIO(data), encoding="latin1").load()
         except Exception as exc:  # noqa: BLE001 - any malformed pickle is bad input
-            raise BadInputError(f"{path}: not a list-of-names pickle ({exc})") from None
+            reason = " ".join(str(exc).split())  # some pickle errors span two lines
+            raise BadInputError(f"{path}: not a list-of-names pickle ({reason})") from None
         if not isinstance(names, list):
             raise BadInputError(f"{path}: expected a list of names, got {type(names).__name__}")
         names = [n.decode("latin1") if isinstance(n, bytes) else n for n in names]
@@ -393,6 +399,11 @@ def read_jsonl(manifest: Path, split: str, limit: int | None, skips: Skips) -> l
             caps = entry.get("captions")
             if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
                 raise ValueError('"captions" must be a list of strings')
+            cid = entry.get("class_id", 0)
+            if isinstance(cid, bool) or not isinstance(cid, int):
+                raise ValueError('"class_id" must be an integer')
+            if not isinstance(entry.get("key", ""), (str, int)):
+                raise ValueError('"key" must be a string')
         except ValueError as exc:
             skips(BadInputError(f"{manifest}:{lineno}: invalid manifest line ({exc})"))
             continue
@@ -415,6 +426,58 @@ def read_jsonl(manifest: Path, split: str, limit: int | None, skips: Skips) -> l
 # ----------------------------------------------------------------------------- dataset
 
 
+# The floor for real images: one that fits inside a 32x32 square (longer side below 32 px), or a
+# strip thinner than 8 px, is bad input; anything larger is resized to the load size, up or down.
+MIN_IMAGE_SIDE = 32
+MIN_SHORT_SIDE = 8
+
+
+def load_size(hr_size: int, load_ratio: float) -> int:
+    """The shorter side every image is resized to before the crop: ``int(hr_size * load_ratio)``
+    (AttnGAN: ``int(256 * 76 / 64) = 304``), at least ``hr_size``."""
+    return max(hr_size, int(hr_size * load_ratio))
+
+
+def resize_shorter_side(img: np.ndarray, target: int) -> np.ndarray:
+    """Resize ``uint8 (H, W, 3)`` so that its shorter side is ``target``, up **or** down, keeping
+    the aspect ratio (longer side rounded, at least ``target``). Pillow's bicubic filter, which is
+    antialiased when shrinking (AttnGAN's loaders resize with Pillow too)."""
+    h, w = img.shape[:2]
+    if min(h, w) == target:
+        return img
+    s = target / min(h, w)
+    new_h, new_w = (
+        (target, max(target, round(w * s))) if h <= w else (max(target, round(h * s)), target)
+    )
+    out = Image.fromarray(np.ascontiguousarray(img)).resize((new_w, new_h), Image.BICUBIC)
+    return np.asarray(out, dtype=np.uint8)
+
+
+def below_floor(h: int, w: int) -> bool:
+    return max(h, w) < MIN_IMAGE_SIDE or min(h, w) < MIN_SHORT_SIDE
+
+
+def check_floor(img: np.ndarray, name: str) -> None:
+    h, w = img.shape[:2]
+    if below_floor(h, w):
+        raise BadInputError(
+            f"{name}: image {w}x{h} is below the floor for real images (longer side "
+            f"{MIN_IMAGE_SIDE} px, shorter side {MIN_SHORT_SIDE} px)"
+        )
+
+
+def crop(img: np.ndarray, size: int, crop_at: tuple[float, float] | None) -> np.ndarray:
+    """A ``size`` square: ``crop_at`` = ``(y, x)`` in [0, 1) picks the offset uniformly over the
+    valid ones (training draws them at random); ``None`` = centre crop."""
+    h, w = img.shape[:2]
+    if crop_at is None:
+        top, left = (h - size) // 2, (w - size) // 2
+    else:
+        top = min(h - size, int(crop_at[0] * (h - size + 1)))
+        left = min(w - size, int(crop_at[1] * (w - size + 1)))
+    return img[top : top + size, left : left + size]
+
+
 def prepare_image(
     img: np.ndarray,
     hr_size: int,
@@ -422,36 +485,96 @@ def prepare_image(
     crop_at: tuple[float, float] | None,
     name: str,
 ) -> np.ndarray:
-    """Resize the shorter side to ``int(hr_size * load_ratio)`` (never up), then crop ``hr_size``.
+    """The paper's protocol (§4.1; paper_vs_code.md R8): resize the shorter side to
+    ``load_size(hr_size, load_ratio)``, up or down, then crop ``hr_size`` (``crop_at``: see
+    :func:`crop`). Only an image below the floor (:func:`below_floor`) is bad input."""
+    check_floor(img, name)
+    return crop(resize_shorter_side(img, load_size(hr_size, load_ratio)), hr_size, crop_at)
 
-    ``crop_at``: ``(y, x)`` in [0, 1) picking the crop offset uniformly (training draws them at
-    random); ``None`` = centre crop. An image with a side below ``hr_size`` is bad input.
+
+def default_cache_dir() -> Path:
+    """``$TGSR_CACHE_DIR``, else ``$XDG_CACHE_HOME/tgsr``, else ``~/.cache/tgsr``."""
+    if os.environ.get("TGSR_CACHE_DIR"):
+        return Path(os.environ["TGSR_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "tgsr"
+
+
+class DecodeCache:
+    """The resized decode of every image, so that epochs after the first read a small ``.npy``
+    instead of decoding (and resizing) a full photograph.
+
+    Folder: ``<cache_dir>/decoded/<sha1(data root, format)[:16]>-<size>/`` (one per data set and
+    resize size; ``cache_dir`` = ``data.cache_dir`` or :func:`default_cache_dir`). One file per
+    image, named by a hash of the image's absolute path, byte size, modification time, box and
+    size, so an edited image is decoded again. Files are written to a temporary name and renamed
+    (atomic on one file system): DataLoader workers and concurrent runs can share a cache, and an
+    interrupted write leaves no partial file. An unreadable cache file is decoded again. Disk use
+    is ``3 * size * longer side`` bytes per image (about 0.37 MB for 304 px).
     """
-    h, w = img.shape[:2]
-    if min(h, w) < hr_size:
-        raise BadInputError(f"{name}: image {w}x{h} is smaller than the {hr_size}x{hr_size} crop")
-    target = int(hr_size * load_ratio)
-    if min(h, w) > target:
-        s = target / min(h, w)
-        new = (
-            (target, max(hr_size, round(w * s))) if h <= w else (max(hr_size, round(h * s)), target)
-        )
-        img = imresize(img, size=new)
-        h, w = img.shape[:2]
-    if crop_at is None:
-        top, left = (h - hr_size) // 2, (w - hr_size) // 2
-    else:  # uniform over the valid offsets
-        top = min(h - hr_size, int(crop_at[0] * (h - hr_size + 1)))
-        left = min(w - hr_size, int(crop_at[1] * (w - hr_size + 1)))
-    return img[top : top + hr_size, left : left + hr_size]
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    @classmethod
+    def for_data(cls, data_cfg: DataConfig, size: int) -> DecodeCache | None:
+        if not data_cfg.cache or not data_cfg.root:
+            return None
+        base = Path(data_cfg.cache_dir).expanduser() if data_cfg.cache_dir else default_cache_dir()
+        root = str(Path(data_cfg.root).expanduser().resolve())
+        tag = hashlib.sha1(f"{root}|{data_cfg.format}".encode()).hexdigest()[:16]
+        return cls(base / "decoded" / f"{tag}-{size}")
+
+    def _file(self, path: Path, extra: str) -> Path | None:
+        try:
+            st = path.stat()
+        except OSError:
+            return None  # the decode reports the missing file
+        key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{extra}"
+        return self.folder / f"{hashlib.sha1(key.encode()).hexdigest()[:24]}.npy"
+
+    def get(self, path: Path, extra: str, make) -> np.ndarray:
+        file = self._file(path, extra)
+        if file is not None and file.is_file():
+            try:
+                img = np.load(file, allow_pickle=False)
+                if img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3:
+                    return img
+            except (OSError, ValueError, EOFError):
+                pass  # a damaged cache file: decode again and replace it
+        img = make()
+        if file is not None:
+            try:
+                file.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=".tmp-", suffix=".npy")
+                with os.fdopen(fd, "wb") as f:
+                    np.save(f, np.ascontiguousarray(img), allow_pickle=False)
+                os.replace(tmp, file)
+            except OSError:
+                pass  # a read-only or full disk: run without the cache
+        return img
+
+
+def decode_resized(rec: Record, data_cfg: DataConfig, size: int) -> np.ndarray:
+    """Decode ``rec``, crop around its box (CUB, ``data.bbox_crop``), check the floor, resize the
+    shorter side to ``size``. A box crop below the floor falls back to the whole image."""
+    img = load_image(rec.image_path)
+    check_floor(img, str(rec.image_path))
+    if rec.bbox is not None and data_cfg.bbox_crop:
+        boxed = bbox_crop(img, rec.bbox)
+        if not below_floor(*boxed.shape[:2]):
+            img = boxed
+    return resize_shorter_side(img, size)
 
 
 class CaptionedImageDataset(Dataset):
     """Records -> samples (``tgsr.data.sample.make_sample``).
 
-    Training: a random caption per draw, a random ``hr_size`` crop of the image resized to
-    ``hr_size * load_ratio`` on its shorter side, a horizontal flip with p = 0.5; randomness comes
-    from torch's RNG, which the DataLoader seeds per worker. Evaluation: caption 0, centre crop.
+    Training: a random caption per draw, a random ``hr_size`` crop of the image (box-cropped for
+    CUB) resized to ``load_size(hr_size, load_ratio)`` on its shorter side, up or down, a
+    horizontal flip with p = 0.5; randomness comes from torch's RNG, which the DataLoader seeds
+    per worker. Evaluation: caption 0, the same resize, centre crop. The resized decode is cached
+    (:class:`DecodeCache`, ``data.cache``).
     A bad image raises :class:`BadInputError` naming the file; with ``data.skip_bad`` it is
     recorded once in :attr:`skipped` and the next good record is used instead (skips counted inside
     DataLoader worker processes stay in those processes).
@@ -473,28 +596,36 @@ class CaptionedImageDataset(Dataset):
         self.train = train
         self.skipped: list[str] = list(skipped or [])
         self._bad: set[int] = set()
+        self._cache = DecodeCache.for_data(
+            data_cfg, load_size(data_cfg.hr_size, data_cfg.load_ratio)
+        )
 
     def __len__(self) -> int:
         return len(self.records)
 
+    def decoded(self, index: int) -> np.ndarray:
+        """Record ``index`` decoded, box-cropped and resized (from the cache when present)."""
+        rec = self.records[index]
+        size = load_size(self.cfg.hr_size, self.cfg.load_ratio)
+        if self._cache is None:
+            return decode_resized(rec, self.cfg, size)
+        box = rec.bbox if self.cfg.bbox_crop else None
+        return self._cache.get(
+            rec.image_path, f"{box}|{size}", lambda: decode_resized(rec, self.cfg, size)
+        )
+
     def load(self, index: int) -> dict:
         rec = self.records[index]
-        img = load_image(rec.image_path)
-        if rec.bbox is not None and self.cfg.bbox_crop:
-            img = bbox_crop(img, rec.bbox)
+        img = self.decoded(index)
         if self.train:
             fy, fx, flip, k, seed = torch.rand(3).tolist() + torch.randint(0, 2**62, (2,)).tolist()
-            img = prepare_image(
-                img, self.cfg.hr_size, self.cfg.load_ratio, (fy, fx), str(rec.image_path)
-            )
+            img = crop(img, self.cfg.hr_size, (fy, fx))
             if flip < 0.5:
                 img = img[:, ::-1]
             caption = rec.captions[k % len(rec.captions)]
             rng: random.Random | None = random.Random(seed)
         else:
-            img = prepare_image(
-                img, self.cfg.hr_size, self.cfg.load_ratio, None, str(rec.image_path)
-            )
+            img = crop(img, self.cfg.hr_size, None)
             caption, rng = rec.captions[0], None
         return make_sample(
             np.ascontiguousarray(img), caption, self.vocab, self.cfg, rng, rec.key, rec.class_id

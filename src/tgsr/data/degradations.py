@@ -21,7 +21,8 @@ definition, written here from it:
 Each 1-D resize is a precomputed ``(out, in)`` weight matrix applied with a matmul, so a batch of
 images costs two small matrix products.
 
-The low-pass ground truth (facts §6) is a Gaussian blur with sigma = 2 px at every pyramid level.
+The low-pass ground truth (paper §3.4; docs/paper_vs_code.md R5) is a Gaussian blur with
+sigma = 2 px at every pyramid level.
 """
 
 from __future__ import annotations
@@ -304,7 +305,7 @@ def lowpass(img: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
 def build_pyramids(
     gt: torch.Tensor, scale: int, sigma: float = 2.0, method: Method = "bicubic"
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """HR and low-pass pyramids for every x2 stage (facts §6).
+    """HR and low-pass pyramids for every x2 stage (paper_vs_code.md R5).
 
     ``gt (B, 3, H, W)`` -> ``gt_levels[k]`` of size ``(H / scale) * 2^(k+1)`` for
     ``k = 0 .. log2(scale) - 1``; the last level is ``gt`` itself and the others are ``gt``

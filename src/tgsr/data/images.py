@@ -8,7 +8,8 @@
   under transparent pixels);
 * 16-bit grey (``I;16``, ``I``) is scaled to 8 bit by ``round(v / 257)`` (16-bit RGB PNGs are
   reduced to 8 bit by Pillow itself); 32-bit float (``F``) is read as [0, 1] when its maximum
-  is <= 1, else as 0..255, and clipped;
+  is <= 1, else as 0..255, and clipped; a float image holding NaN or infinite values is refused
+  (there is no colour to give them);
 * CMYK, YCbCr, LAB and HSV are converted with Pillow's ``convert("RGB")``;
 * the EXIF orientation tag is applied, so the array matches what a viewer shows.
 
@@ -19,6 +20,7 @@ Any failure (missing, corrupt, truncated, unsupported file, an image above Pillo
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -45,6 +47,10 @@ def list_images(folder: str | Path) -> list[Path]:
     )
 
 
+class NonFiniteImageError(BadInputError):
+    """A float image holding NaN or infinite values."""
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return " ".join(text.split())
@@ -58,7 +64,12 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
         return np.repeat(a.astype(np.uint8)[..., None], 3, axis=2)
     if mode == "F":
         a = np.asarray(img, dtype=np.float64)
-        a = np.nan_to_num(a)
+        bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+        if bad:
+            raise NonFiniteImageError(
+                f"float image with {bad} NaN/infinite value(s) of {a.size}: refused "
+                "(there is no colour for them; replace them first)"
+            )
         if a.size and a.max() <= 1.0:
             a = a * 255
         a = np.floor(np.clip(a, 0, 255) + 0.5)
@@ -96,6 +107,8 @@ def load_image(path: str | Path) -> np.ndarray:
                 except Exception:  # noqa: BLE001 - a broken EXIF block: keep the pixels as stored
                     pass
                 out = _to_rgb(img)
+    except NonFiniteImageError as exc:
+        raise BadInputError(f"{path}: {exc}") from None
     except BadInputError:
         raise
     except FileNotFoundError:
@@ -118,9 +131,15 @@ def load_image(path: str | Path) -> np.ndarray:
 
 def save_png(path: str | Path, img: np.ndarray) -> None:
     """Write ``uint8 (H, W, 3)`` (or ``(H, W)`` grey) as an 8-bit PNG; same array -> same bytes
-    (no timestamps or text chunks). Parent folders are created."""
+    (no timestamps or text chunks). Parent folders are created; the file appears complete or
+    not at all (written beside it, then renamed)."""
     if img.dtype != np.uint8 or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
         raise ValueError(f"save_png expects uint8 (H, W, 3) or (H, W), got {img.dtype} {img.shape}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.ascontiguousarray(img)).save(path, format="PNG", compress_level=6)
+    tmp = path.with_name(f".{path.name}.tmp")  # a kill mid-write leaves no half PNG under path
+    try:
+        Image.fromarray(np.ascontiguousarray(img)).save(tmp, format="PNG", compress_level=6)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

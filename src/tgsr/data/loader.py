@@ -91,9 +91,13 @@ def check_dataset(
     vocab: Vocabulary | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict:
-    """Validate one split: counts, caption statistics, OOV rate, unreadable and too-small images.
+    """Validate one split: counts, caption statistics, OOV rate, unreadable images.
 
-    Every image is decoded (so truncated files are found). Returns a JSON-ready dict.
+    Every image is decoded (so truncated files are found). Images (after the CUB box crop) whose
+    shorter side is below ``hr_size`` are listed under ``small``: information only, training
+    upsamples them. Images below the floor (:func:`~tgsr.data.datasets.below_floor`: longer side
+    under 32 px or shorter side under 8 px) are errors
+    (``too_small``), like unreadable files. Returns a JSON-ready dict.
     """
     from dataclasses import replace
 
@@ -108,14 +112,21 @@ def check_dataset(
     own_vocab = Vocabulary.build(captions, lowercase=lowercase)
     unreadable: list[str] = []
     too_small: list[str] = []
+    small: list[str] = []
     for i, rec in enumerate(records):
         try:
             img = load_image(rec.image_path)
-            if rec.bbox is not None and data_cfg.bbox_crop:
-                img = ds.bbox_crop(img, rec.bbox)
-            if min(img.shape[:2]) < data_cfg.hr_size:
-                h, w = img.shape[:2]
-                too_small.append(f"{rec.image_path}: {w}x{h}")
+            h, w = img.shape[:2]
+            if ds.below_floor(h, w):
+                too_small.append(f"{rec.image_path}: {w}x{h} (below the floor)")
+            else:
+                if rec.bbox is not None and data_cfg.bbox_crop:
+                    boxed = ds.bbox_crop(img, rec.bbox)
+                    if not ds.below_floor(*boxed.shape[:2]):
+                        img = boxed
+                if min(img.shape[:2]) < data_cfg.hr_size:
+                    h, w = img.shape[:2]
+                    small.append(f"{rec.image_path}: {w}x{h}")
         except BadInputError as exc:
             unreadable.append(str(exc))
         if on_progress is not None:
@@ -135,8 +146,10 @@ def check_dataset(
         "vocabulary_size": len(own_vocab),  # entries of a vocab.json built from this split
         "distinct_words": len(own_vocab) - 2,  # without <pad>, <unk>
         "hr_size": data_cfg.hr_size,
+        "floor": {"longer_side": ds.MIN_IMAGE_SIDE, "shorter_side": ds.MIN_SHORT_SIDE},
         "unreadable": unreadable,
-        "too_small": too_small,
+        "too_small": too_small,  # below the floor: errors
+        "small": small,  # below hr_size: upsampled by the loader, information only
         "bad_records": bad_records,
     }
     if vocab is not None:

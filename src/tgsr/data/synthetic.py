@@ -486,6 +486,13 @@ class SyntheticDataset(torch.utils.data.Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def state_dict(self) -> dict:
+        """The caption-draw counter (saved in training checkpoints for an exact resume)."""
+        return {"draws": self._draws}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._draws = int(state["draws"])
+
     def __len__(self) -> int:
         return ENDLESS_LEN if self.num is None else self.num
 

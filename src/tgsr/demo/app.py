@@ -3,6 +3,12 @@
 ``build_demo(pipe)`` returns the ``gr.Blocks`` (nothing is started); :func:`launch` queues it
 (one request at a time, a bounded waiting line) and serves it on 127.0.0.1 by default, with
 gradio's analytics off and no share link.
+
+Limits (docs/reliability.md measures them under load): uploads above ``max_upload_mb`` are
+refused by the server before anything is read; an upload reaches the handler as a file path and
+its size in pixels is read from the header, so an image above ``max_side`` (a decompression bomb
+included) is refused before it is decoded; at most ``QUEUE_SIZE`` requests wait, the next ones
+get gradio's "queue is full" answer at once.
 """
 
 from __future__ import annotations
@@ -105,19 +111,46 @@ def build_demo(
                 )
         return captions or [""]
 
+    def read_upload(path: str) -> np.ndarray:
+        """The uploaded file, its size checked from the header before anything is decoded."""
+        from PIL import Image, UnidentifiedImageError
+
+        from tgsr.data.images import load_image
+        from tgsr.errors import BadInputError
+
+        try:
+            with Image.open(path) as img:  # lazy: reads the header only
+                w, h = img.size
+        except Image.DecompressionBombError:  # Pillow's own header check, far above max_side
+            raise gr.Error(too_large("above Pillow's decompression-bomb limit")) from None
+        except (OSError, UnidentifiedImageError, ValueError):
+            raise gr.Error("This file is not an image the demo can read.") from None
+        if max(w, h) > max_side:
+            raise gr.Error(too_large(f"{w}x{h} pixels"))
+        try:
+            return load_image(path)
+        except BadInputError as exc:  # corrupt, truncated, NaN floats ...
+            reason = str(exc).split(": ", 1)[-1]
+            raise gr.Error(f"This image cannot be used: {reason}") from None
+
+    def too_large(size: str) -> str:
+        return (
+            f"The image is {size}; the demo takes low-resolution inputs up to "
+            f"{max_side}x{max_side}. Downscale it, or use `tgsr upscale` for any size."
+        )
+
     def upscale(image, text):
         if image is None:
             raise gr.Error("Please upload an image first.")
+        if isinstance(image, (str, os.PathLike)):
+            image = read_upload(os.fspath(image))
         image = np.asarray(image)
         if image.ndim == 2:
             image = np.repeat(image[..., None], 3, axis=2)
         image = np.ascontiguousarray(image[..., :3]).astype(np.uint8)
         h, w = image.shape[:2]
         if max(h, w) > max_side:
-            raise gr.Error(
-                f"The image is {w}x{h} pixels; the demo takes low-resolution inputs up to "
-                f"{max_side}x{max_side}. Downscale it, or use `tgsr upscale` for any size."
-            )
+            raise gr.Error(too_large(f"{w}x{h} pixels"))
         captions = parse_captions(text)
         bicubic = pipe.bicubic(image, output_type="np")[0]
         results = [
@@ -159,8 +192,8 @@ def build_demo(
         with gr.Row():
             with gr.Column():
                 image = gr.Image(
-                    type="numpy",
-                    image_mode="RGB",
+                    type="filepath",  # decoded by the handler, after its size check
+                    image_mode=None,
                     label="Low-resolution input",
                     height=IMAGE_HEIGHT,
                     elem_id="lq",

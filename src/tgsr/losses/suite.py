@@ -11,8 +11,8 @@
   image against its own caption, with the frozen DAMSM encoders; γ from ``DAMSMConfig``.
 * ``cgan``: BCE-with-logits on the discriminator's unconditional + conditional logits. One
   discriminator for the final resolution judges coarse[-1] and fine[-1] (just sr without the
-  refine branch). D side (facts §7.2): ½·[real_u + real_c] + ⅓·[fake_u + fake_c + wrong_c], the
-  fake terms averaged over the judged images, "wrong" = real images with the next sample's
+  refine branch). D side (paper_vs_code.md R6):
+  ½·[real_u + real_c] + ⅓·[fake_u + fake_c + wrong_c], the fake terms averaged over the judged images, "wrong" = real images with the next sample's
   sentence. Without conditional logits: real_u + fake_u.
 
 A term with weight 0 is never computed and is absent from ``terms``; the caller builds the
@@ -84,6 +84,23 @@ class LossSuite:
     def uses_image_encoder(self) -> bool:
         return "tic" in self.weights
 
+    @property
+    def semantic_terms(self) -> list[str]:
+        return [t for t in ("tic", "cgan") if t in self.weights]
+
+    def semantic_factor(self, step: int | None) -> float:
+        """Multiplier of λ_TIC and λ_cGAN at generator step ``step`` (1-based; None: 1):
+        0 for the first ``semantic_start`` steps, then a linear ramp over ``semantic_ramp``."""
+        if step is None:
+            return 1.0
+        done = step - self.cfg.semantic_start
+        if done <= 0:
+            return 0.0
+        return min(1.0, done / self.cfg.semantic_ramp) if self.cfg.semantic_ramp else 1.0
+
+    def trains_discriminator(self, step: int | None) -> bool:
+        return self.uses_discriminator and self.semantic_factor(step) > 0
+
     def judged_images(self, out: GeneratorOutput) -> list[torch.Tensor]:
         """The images cGAN and TIC apply to: coarse[-1] and fine[-1] (paper Eq. 4)."""
         return [out.coarse[-1], out.fine[-1]] if self.coarse_to_fine else [out.sr]
@@ -98,10 +115,29 @@ class LossSuite:
         text: TextFeatures | None = None,
         damsm_image_encoder: nn.Module | None = None,
         discriminator: nn.Module | None = None,
+        step: int | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Weighted total and the unweighted value of every active term (floats)."""
+        """Weighted total and the unweighted value of every active term (floats). ``step``
+        (1-based) schedules TIC / cGAN (``semantic_start`` / ``semantic_ramp``)."""
+        w = dict(self.weights)
+        factor = self.semantic_factor(step)
+        for name in self.semantic_terms:
+            if factor == 0:
+                del w[name]
+            else:
+                w[name] *= factor
+        if self.cfg.balance == "image" and any(t in w for t in self.semantic_terms):
+            return self._balanced_loss(
+                out, batch, gt_levels, lowpass_levels, text, damsm_image_encoder, discriminator, w
+            )
+        return self._weighted_sum(
+            out, batch, gt_levels, lowpass_levels, text, damsm_image_encoder, discriminator, w
+        )
+
+    def _weighted_sum(
+        self, out, batch, gt_levels, lowpass_levels, text, image_encoder, discriminator, w
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         parts: dict[str, torch.Tensor] = {}
-        w = self.weights
         if "l2" in w:
             if self.coarse_to_fine:
                 if lowpass_levels is None:
@@ -117,30 +153,9 @@ class LossSuite:
                 out.fine, gt_levels, out.attn, mask, self.cfg.tar_mode, self.cfg.tar_topk
             )
         if "tic" in w:
-            if damsm_image_encoder is None or text is None:
-                raise ValueError("loss.tic needs the DAMSM image encoder and the text features")
-            g1, g2, g3 = self.gammas
-            class_ids = batch.get("class_id")
-            tic = 0.0
-            for img in self.judged_images(out):
-                regions, glob = damsm_image_encoder(img)
-                loss, _ = damsm_loss(
-                    regions, glob, text.words.detach(), text.sentence.detach(), text.token_mask,
-                    class_ids, g1, g2, g3,
-                )  # fmt: skip
-                tic = tic + loss
-            parts["tic"] = tic
+            parts["tic"] = self._tic(self.judged_images(out), batch, text, image_encoder)
         if "cgan" in w:
-            if discriminator is None:
-                raise ValueError("loss.cgan needs the discriminator")
-            sentence = text.sentence.detach() if text is not None else None
-            adv = 0.0
-            for img in self.judged_images(out):
-                uncond, cond = discriminator(img, sentence)
-                adv = adv + bce_logits(uncond, 1.0)
-                if cond is not None:
-                    adv = adv + bce_logits(cond, 1.0)
-            parts["cgan"] = adv
+            parts["cgan"] = self._cgan(self.judged_images(out), text, discriminator)
         if "lr_consistency" in w:
             lq = batch["lq"]
             scale = out.sr.shape[-1] // lq.shape[-1]
@@ -150,6 +165,75 @@ class LossSuite:
         logs = {name: _num(value) for name, value in parts.items()}
         logs["g_total"] = _num(total)
         return total, logs
+
+    def _tic(self, images, batch, text, image_encoder) -> torch.Tensor:
+        if image_encoder is None or text is None:
+            raise ValueError("loss.tic needs the DAMSM image encoder and the text features")
+        g1, g2, g3 = self.gammas
+        tic = 0.0
+        for img in images:
+            regions, glob = image_encoder(img)
+            loss, _ = damsm_loss(
+                regions, glob, text.words.detach(), text.sentence.detach(), text.token_mask,
+                batch.get("class_id"), g1, g2, g3,
+            )  # fmt: skip
+            tic = tic + loss
+        return tic
+
+    def _cgan(self, images, text, discriminator) -> torch.Tensor:
+        if discriminator is None:
+            raise ValueError("loss.cgan needs the discriminator")
+        sentence = text.sentence.detach() if text is not None else None
+        adv = 0.0
+        for img in images:
+            uncond, cond = discriminator(img, sentence)
+            adv = adv + bce_logits(uncond, 1.0)
+            if cond is not None:
+                adv = adv + bce_logits(cond, 1.0)
+        return adv
+
+    def _balanced_loss(
+        self, out, batch, gt_levels, lowpass_levels, text, image_encoder, discriminator, w
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """``balance: image``: the pixel terms as usual; each semantic term's gradient at every
+        judged image is computed on a detached copy, scaled per sample to at most
+        ``balance_ratio`` x the pixel gradient's norm there, and injected into the graph as
+        Σ image · g (whose gradient is g). Logs ``<term>_gain``: the mean scale applied."""
+        pixel = {k: v for k, v in w.items() if k not in self.semantic_terms}
+        total, logs = self._weighted_sum(
+            out, batch, gt_levels, lowpass_levels, text, None, None, pixel
+        )
+        judged = self.judged_images(out)
+        pix_grads = torch.autograd.grad(total, judged, retain_graph=True, allow_unused=True)
+        leaves = [img.detach().float().requires_grad_(True) for img in judged]
+        # the discriminator's parameters get no gradient here: call the plain module (a DDP
+        # wrapper would wait for a gradient reduction that never comes)
+        disc = getattr(discriminator, "module", discriminator)
+        injected = total.new_zeros(())
+        for name in self.semantic_terms:
+            if name not in w:
+                continue
+            value = (
+                self._tic(leaves, batch, text, image_encoder)
+                if name == "tic"
+                else self._cgan(leaves, text, disc)
+            )
+            grads = torch.autograd.grad(w[name] * value, leaves)
+            gains = []
+            for img, g, gp in zip(judged, grads, pix_grads, strict=True):
+                gp_norm = (
+                    torch.zeros_like(g[:, 0, 0, 0])
+                    if gp is None
+                    else gp.float().flatten(1).norm(dim=1)
+                )
+                g_norm = g.flatten(1).norm(dim=1)
+                gain = (self.cfg.balance_ratio * gp_norm / g_norm.clamp(min=1e-20)).clamp(max=1)
+                gains.append(gain.mean())
+                injected = injected + (img.float() * (gain.view(-1, 1, 1, 1) * g)).sum()
+            logs[name] = _num(value)
+            logs[f"{name}_gain"] = _num(torch.stack(gains).mean())
+            logs["g_total"] += w[name] * logs[name]  # the objective's value, as with "sum"
+        return total + injected, logs
 
     # ------------------------------------------------------------------ discriminator side
     def discriminator_loss(

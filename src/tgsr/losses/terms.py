@@ -1,4 +1,5 @@
-"""The individual loss terms (paper §3.4, Eq. 3–10; facts §7–9). Pure functions on tensors.
+"""The individual loss terms (paper §3.4, Eq. 3–10; docs/paper_vs_code.md R5–R7). Pure
+functions on tensors.
 
 All terms run in float32 (outputs are cast), so they are safe under bf16 autocast.
 """
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 
 
 def pyramid_l2(outputs: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Σ over levels of the mean squared error (facts §9 ``MSE``)."""
+    """Σ over levels of the mean squared error (the released ``MSE``, paper_vs_code.md R7)."""
     if len(outputs) != len(targets):
         raise ValueError(f"{len(outputs)} outputs but {len(targets)} target levels")
     total = outputs[0].new_zeros((), dtype=torch.float32)
@@ -37,8 +38,8 @@ def tar_weight(
       bilinearly upsampled to ``size`` and normalised so that their spatial mean is 1 per image
       (the loss keeps the scale of a plain L2 and only redistributes it). A caption with no real
       word gets weight 1 everywhere.
-    * ``max`` (released ``weight_MSE``, facts §8): T × max over words, nearest upsample, where T
-      is the word dimension of the attention tensor; no normalisation.
+    * ``max`` (released ``weight_MSE``, paper_vs_code.md R7): T × max over words, nearest
+      upsample, where T is the word dimension of the attention tensor; no normalisation.
     """
     attn = attn.detach().float()
     b, t = attn.shape[:2]

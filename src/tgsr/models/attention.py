@@ -1,4 +1,4 @@
-"""Text Attention Module (TAM; paper §3.3, Eq. 2, Fig. 3; facts §4 = AttnGAN's
+"""Text Attention Module (TAM; paper §3.3, Eq. 2, Fig. 3; paper_vs_code.md R3: AttnGAN's
 ``GlobalAttentionGeneral``).
 
 Words are projected to the image channels by a 1×1 conv without bias; every pixel attends over

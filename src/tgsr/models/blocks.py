@@ -1,8 +1,8 @@
 """Small building blocks shared by the generators and the discriminator.
 
 Paper preset (TGSR §3.3): 3×3 convs + ReLU (or LeakyReLU 0.2), residual blocks of two convs
-with a skip, 6×6 stride-2 deconvolutions. Released-code preset (facts §5.2): BatchNorm + GLU
-blocks and nearest-upsample conv blocks.
+with a skip, 6×6 stride-2 deconvolutions. Released-code preset (paper_vs_code.md R4):
+BatchNorm + GLU blocks and nearest-upsample conv blocks.
 """
 
 from __future__ import annotations

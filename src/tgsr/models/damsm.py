@@ -1,8 +1,8 @@
-"""DAMSM: word–region matching (paper Eq. 6–9; facts §3), the word and sentence losses, TIM and
-R-precision.
+"""DAMSM: word–region matching (paper Eq. 6–9; docs/paper_vs_code.md R2), the word and
+sentence losses, TIM and R-precision.
 
-Word-level score of image b and caption c (facts §3.1–3.2, with AttnGAN's γ1 and γ2, which the
-paper's printed Eq. 6–8 lost; facts §3.6):
+Word-level score of image b and caption c (AttnGAN's, with the γ1 and γ2 that the
+paper's printed Eq. 6–8 lost; docs/paper_vs_code.md R2):
 
     s = vᵀ e                       (R regions × T words)
     s̄ = softmax over the caption's real words, per region          (Eq. 6)
@@ -105,7 +105,8 @@ def tim(
 
 
 def _negatives_mask(class_ids: torch.Tensor | None, n: int, device) -> torch.Tensor | None:
-    """(n, n) True where a non-matching pair shares the class: not used as a negative (facts §3.4)."""
+    """(n, n) True where a non-matching pair shares the class: not used as a negative
+    (paper_vs_code.md R2)."""
     if class_ids is None:
         return None
     class_ids = class_ids.to(device)
@@ -167,7 +168,7 @@ def damsm_loss(
     gamma2: float = 5.0,
     gamma3: float = 10.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """loss_w0 + loss_w1 + loss_s0 + loss_s1 (facts §3.7) and the four parts."""
+    """loss_w0 + loss_w1 + loss_s0 + loss_s1 (paper_vs_code.md R2) and the four parts."""
     w0, w1 = words_loss(regions, words, token_mask, class_ids, gamma1, gamma2, gamma3)
     s0, s1 = sentence_loss(global_feat, sentence, class_ids, gamma3)
     parts = {"w0": w0, "w1": w1, "s0": s0, "s1": s1}

@@ -1,4 +1,4 @@
-"""Text-conditioned discriminator (paper Eq. 5; facts §7.1: AttnGAN's ``D_NET64/128/256``
+"""Text-conditioned discriminator (paper Eq. 5; paper_vs_code.md R6: AttnGAN's ``D_NET64/128/256``
 generalised to any resolution).
 
 Stem: conv4×4/2 (3 → ndf) + LeakyReLU 0.2, then conv4×4/2 + norm + LeakyReLU, doubling the

@@ -1,4 +1,5 @@
-"""Coarse-to-fine TGSR generator (paper §3.3, Fig. 2) and the released-code layout (facts §5).
+"""Coarse-to-fine TGSR generator (paper §3.3, Fig. 2) and the released-code layout
+(docs/paper_vs_code.md R4).
 
 ``arch="paper"`` — per ×2 stage k = 1..log2(scale) of the **global branch**:
 ``[residual blocks] → deconv 6×6/2 (+act) → F_im_k → TAM(F_im_k) → concat(F_im_k, F_attn_k)
@@ -15,7 +16,7 @@ grey, which speeds training up a lot); ``activation="leaky_relu"`` (0.2); ``coor
 right); ``text_fusion="concat_mul"`` (concat(F_im, F_attn, F_im·F_attn): a multiplicative
 binding term).
 
-``arch="released"`` (facts §5.2–5.4): 32-channel BatchNorm + GLU blocks, nearest-upsample conv
+``arch="released"`` (paper_vs_code.md R4): 32-channel BatchNorm + GLU blocks, nearest-upsample conv
 blocks, the TAM **before** each upsampling (maps at half the stage's output resolution), global
 heads 3×3 conv without bias or activation, refine branch on ``lq - blur(lq)`` (with
 ``refine_input="highpass"``) with ``refine_res_blocks`` (released: 6) GLU residual blocks at the LR
@@ -207,7 +208,8 @@ class Generator(nn.Module):
         for k, st in enumerate(self.stages, start=1):
             f = self._add_position(st, st.up(st.res(f)), k)
             if sentence is not None:  # FiLM: multiplicative, so the phase code meets the text
-                gamma, beta = st.sent(sentence)[:, :, None, None].to(f.dtype).chunk(2, dim=1)
+                s_in = sentence.to(st.sent.weight.dtype)  # float32 from the norm; bf16 model
+                gamma, beta = st.sent(s_in)[:, :, None, None].to(f.dtype).chunk(2, dim=1)
                 f = f * (1 + gamma) + beta
             parts = [f]
             if self.use_text:

@@ -1,4 +1,4 @@
-"""DAMSM text encoder: a bi-LSTM over word embeddings (paper Eq. 1; facts §1.6, AttnGAN's
+"""DAMSM text encoder: a bi-LSTM over word embeddings (paper Eq. 1; paper_vs_code.md R1, AttnGAN's
 ``RNN_ENCODER``).
 
 words (B, 2·hidden, T): forward and backward outputs per step, forward first; padded steps are

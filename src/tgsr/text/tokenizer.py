@@ -1,4 +1,5 @@
-"""Tokenization as AttnGAN's DAMSM does it (facts §1.1): lower-case, ``\\w+`` runs, ASCII only."""
+"""Tokenization as AttnGAN's DAMSM does it (docs/paper_vs_code.md R1): lower-case, ``\\w+``
+runs, ASCII only."""
 
 from __future__ import annotations
 

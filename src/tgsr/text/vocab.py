@@ -132,4 +132,9 @@ class Vocabulary:
             raise ValueError(
                 f"{path}: unsupported vocab format_version {payload.get('format_version')}"
             )
-        return cls(payload["words"], lowercase=payload.get("lowercase", True))
+        words, lowercase = payload["words"], payload.get("lowercase", True)
+        if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+            raise ValueError(f"{path}: 'words' must be a list of strings")
+        if not isinstance(lowercase, bool):
+            raise ValueError(f"{path}: 'lowercase' must be true or false")
+        return cls(words, lowercase=lowercase)

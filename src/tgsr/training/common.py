@@ -19,6 +19,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from tgsr.device import effective_mixed_precision
+
 console = Console(stderr=True)
 
 
@@ -36,29 +38,63 @@ def make_accelerator(mixed_precision: str = "no", cpu: bool | None = None):
     return Accelerator(cpu=cpu, mixed_precision=mixed_precision)
 
 
-def train_loader(data_cfg, vocab, batch_size: int, batch_key: str):
+def train_loader(data_cfg, vocab, batch_size: int, batch_key: str, seed: int = 0):
     """The shuffled training DataLoader of ``data_cfg`` (whole batches only), or a clear error
-    when the data set is smaller than one batch (``batch_key`` names the setting to lower)."""
+    when the data set is smaller than one batch (``batch_key`` names the setting to lower).
+
+    Its order is a pure function of ``(seed, epoch)`` and, under torch.distributed, each process
+    takes its own share of the batches (:class:`~tgsr.training.checkpoint.ShuffledBatches`), so
+    :func:`infinite` can resume it at any step. It has its own ``torch.Generator``: iterating it
+    never draws from the global RNG."""
     from torch.utils.data import DataLoader
 
     from tgsr.data.loader import build_dataset
     from tgsr.errors import TGSRError
+    from tgsr.training.checkpoint import ShuffledBatches
 
     dataset = build_dataset(data_cfg, vocab, train=True)
+    rank, world = 0, 1
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    sampler = ShuffledBatches(len(dataset), batch_size, seed, rank, world)
     loader = DataLoader(
         dataset,
-        batch_size=batch_size,
-        shuffle=True,
-        drop_last=True,
+        batch_sampler=sampler,
         num_workers=data_cfg.num_workers,
         persistent_workers=data_cfg.num_workers > 0,
+        generator=torch.Generator().manual_seed(seed),
     )
     if len(loader) == 0:
         raise TGSRError(
-            f"the training set has {len(dataset)} images, fewer than {batch_key}={batch_size}: "
-            "lower the batch size or add data"
+            f"the training set has {len(dataset)} images, fewer than {batch_key}={batch_size}"
+            + (f" x {world} processes" if world > 1 else "")
+            + ": lower the batch size or add data"
         )
     return loader
+
+
+def preflight(out_dir, resume: bool, data_cfg, need_damsm: bool = False, damsm_path=None):
+    """The checks that need no loading, made before anything is created or read: a DAMSM where
+    the config needs one, the data set folder, a checkpoint to resume from."""
+    from pathlib import Path
+
+    from tgsr.errors import TGSRError
+    from tgsr.training.checkpoint import checkpoint_candidates, latest_checkpoint
+
+    if need_damsm and not damsm_path:
+        raise TGSRError(
+            "this config uses text: pre-train a DAMSM first (`tgsr damsm train --config ...`) "
+            "and pass it with --set damsm.path=DIR"
+        )
+    if damsm_path and not Path(damsm_path).expanduser().is_dir():
+        raise TGSRError(f"damsm.path={damsm_path}: no such DAMSM folder")
+    if data_cfg.format != "synthetic" and not Path(data_cfg.root).expanduser().exists():
+        raise TGSRError(f"data.root={data_cfg.root}: data set not found")
+    root = Path(out_dir) / "checkpoints"
+    if resume and not checkpoint_candidates(root):
+        raise TGSRError(f"--resume: no checkpoint in {root}")
+    if resume and latest_checkpoint(root) is None:
+        raise TGSRError(f"--resume: no usable checkpoint in {root} (every one is damaged)")
 
 
 def start_run(out_dir, mixed_precision: str, seed: int, threads: int | None, cpu: bool | None):
@@ -70,7 +106,13 @@ def start_run(out_dir, mixed_precision: str, seed: int, threads: int | None, cpu
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    accelerator = make_accelerator(mixed_precision, cpu)
+    effective = effective_mixed_precision(mixed_precision, cpu)
+    if effective != mixed_precision:
+        console.print(
+            "note: this CPU has no fast bf16 kernels (AMX / AVX-512-BF16): training in "
+            "float32 instead of bf16 autocast"
+        )
+    accelerator = make_accelerator(effective, cpu)
     set_threads(threads)
     set_seed(seed, device_specific=False)
     return out_dir, accelerator
@@ -131,8 +173,11 @@ class ScalarLog:
         self.history: dict[str, list[tuple[int, float]]] = {}
         self.writer = None
         if log_dir is not None and enabled:
-            from torch.utils.tensorboard import SummaryWriter
-
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is optional: keep the in-memory history only
+                console.print("[yellow]tensorboard not installed: no TensorBoard logs[/]")
+                return
             self.writer = SummaryWriter(str(log_dir))
 
     def add(self, step: int, values: dict[str, float], prefix: str = "") -> None:
@@ -151,18 +196,35 @@ class ScalarLog:
             self.writer.close()
 
 
-def infinite(loader):
-    """Cycle a DataLoader forever, calling ``set_epoch`` where the sampler has one."""
-    epoch = 0
+def infinite(loader, start: int = 0):
+    """Cycle a DataLoader forever from its ``start``-th batch (the number of batches already
+    taken: training steps done), calling ``set_epoch`` on the sampler and the data set. With a
+    :class:`~tgsr.training.checkpoint.ShuffledBatches` sampler the batches before ``start`` are
+    skipped without being loaded; the loader's generator is re-seeded per epoch (worker seeds)."""
+    per_epoch = len(loader)
+    epoch, skip = divmod(start, per_epoch) if per_epoch else (0, 0)
+    seed = getattr(loader.batch_sampler, "seed", None)
     while True:
-        sampler = getattr(loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
-        ds = getattr(loader, "dataset", None)
-        if hasattr(ds, "set_epoch"):
-            ds.set_epoch(epoch)
+        for obj in (loader.batch_sampler, getattr(loader, "sampler", None), loader.dataset):
+            if hasattr(obj, "set_epoch"):
+                obj.set_epoch(epoch)
+        if seed is not None and loader.generator is not None:
+            loader.generator.manual_seed(seed + epoch)
+        if skip and hasattr(loader.batch_sampler, "skip"):
+            loader.batch_sampler.skip = skip
+        skip = 0
         yield from loader
         epoch += 1
+
+
+def agreed(flag: bool, device=None) -> bool:
+    """Rank 0's ``flag`` on every process (under torch.distributed), so that a time budget or a
+    signal stops all processes at the same step; ``flag`` itself in a single process."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return flag
+    t = torch.tensor([1 if flag else 0], device=device)
+    torch.distributed.broadcast(t, src=0)
+    return bool(t.item())
 
 
 def format_losses(values: dict[str, float], keys: list[str] | None = None) -> str:

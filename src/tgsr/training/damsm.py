@@ -1,5 +1,5 @@
-"""DAMSM pre-training (AttnGAN's ``pretrain_DAMSM``, facts §3.7): the bi-LSTM text encoder and
-the image encoder's projections learn the word (γ1, γ2, γ3) and sentence losses.
+"""DAMSM pre-training (AttnGAN's ``pretrain_DAMSM``, docs/paper_vs_code.md R2): the bi-LSTM
+text encoder and the image encoder's projections learn the word (γ1, γ2, γ3) and sentence losses.
 
 Differences from the released script, on purpose: Adam is created once (AttnGAN re-creates it
 every epoch, resetting its moments), training is measured in steps and may stop on a
@@ -16,16 +16,27 @@ from pathlib import Path
 import torch
 
 from tgsr.config import Config, save_config
-from tgsr.training.checkpoint import Stopwatch, load_checkpoint, save_checkpoint
+from tgsr.errors import TGSRError
+from tgsr.training.checkpoint import (
+    Stopwatch,
+    checkpoint_candidates,
+    latest_checkpoint,
+    load_checkpoint,
+    process_states,
+    restore_process_state,
+    save_checkpoint,
+)
 from tgsr.training.common import (
     ScalarLog,
     StepTimer,
     StopSignal,
+    agreed,
     bar_total,
     console,
     format_losses,
     infinite,
     make_progress,
+    preflight,
     start_run,
     train_loader,
 )
@@ -54,61 +65,77 @@ def train_damsm(
     from tgsr.models.serialization import save_damsm
 
     tc = cfg.damsm_train
+    preflight(out_dir, False, cfg.data)
     out_dir, accelerator = start_run(
         out_dir, tc.mixed_precision, tc.seed, cfg.train.torch_threads, cpu
     )
     main = accelerator.is_main_process
 
     vocab = build_vocabulary(cfg.data)
-    loader = train_loader(cfg.data, vocab, tc.batch_size, "damsm_train.batch_size")
+    loader = train_loader(cfg.data, vocab, tc.batch_size, "damsm_train.batch_size", seed=tc.seed)
     text_encoder, image_encoder = build_damsm_modules(cfg, len(vocab))
     params = list(text_encoder.parameters()) + [
         p for p in image_encoder.parameters() if p.requires_grad
     ]
     optimizer = torch.optim.Adam(params, lr=tc.lr, betas=tuple(tc.betas))
-    text_encoder, image_encoder, optimizer, loader = accelerator.prepare(
-        text_encoder, image_encoder, optimizer, loader
-    )
-    ckpt_dir = out_dir / "checkpoints" / "last"
-    step, elapsed = 0, 0.0
-    if resume and ckpt_dir.exists():
-        state = load_checkpoint(
-            ckpt_dir,
-            {
-                "text_encoder": accelerator.unwrap_model(text_encoder),
-                "image_encoder": accelerator.unwrap_model(image_encoder),
-            },
-            {"optimizer": optimizer},
-        )
+    text_encoder, image_encoder, optimizer = accelerator.prepare(
+        text_encoder, image_encoder, optimizer
+    )  # the loader shards itself (training/checkpoint.py ShuffledBatches)
+    device = accelerator.device
+    ckpt_root = out_dir / "checkpoints"
+    ckpt_dir = ckpt_root / "last"
+    modules = {
+        "text_encoder": accelerator.unwrap_model(text_encoder),
+        "image_encoder": accelerator.unwrap_model(image_encoder),
+    }
+    stateful = {"optimizer": optimizer}
+    if accelerator.scaler is not None:
+        stateful["grad_scaler"] = accelerator.scaler
+    step, elapsed, state = 0, 0.0, None
+    if resume and checkpoint_candidates(ckpt_root):  # nothing saved yet: a fresh start
+        found = latest_checkpoint(ckpt_root, warn=console.print if main else None)
+        if found is None:
+            raise TGSRError(f"--resume: no usable checkpoint in {ckpt_root}")
+        state = load_checkpoint(found[0], modules, stateful, restore_rng=False)
         step, elapsed = state["step"], state["elapsed"]
-        console.print(f"resumed DAMSM training at step {step}")
+        if main:
+            console.print(f"resumed DAMSM training from {found[0]} at step {step}")
     if main:
         save_config(cfg, out_dir / "config.yaml")
     log = ScalarLog(out_dir / "tb", enabled=main)
+    if state is not None:
+        log.history = {k: [tuple(p) for p in v] for k, v in state.get("history", {}).items()}
     watch = Stopwatch(elapsed)
     budget = tc.max_minutes * 60 if tc.max_minutes else math.inf
     timer = StepTimer()
 
+    saved_step = step if state is not None else -1
+
     def checkpoint():
+        nonlocal saved_step
+        if step == saved_step:
+            return
+        saved_step = step
+        processes = process_states(loader.dataset)  # every process: RNG and data-set state
         if main:
             save_checkpoint(
-                ckpt_dir,
-                {
-                    "text_encoder": accelerator.unwrap_model(text_encoder),
-                    "image_encoder": accelerator.unwrap_model(image_encoder),
-                },
-                {"optimizer": optimizer},
-                {"step": step, "elapsed": watch.elapsed},
-            )
+                ckpt_dir, modules, stateful,
+                {"step": step, "elapsed": watch.elapsed, "history": log.history,
+                 "batches_per_epoch": len(loader)},
+                keep=tc.keep_checkpoints, processes=processes,
+            )  # fmt: skip
 
     text_encoder.train()
     image_encoder.train()
-    batches = infinite(loader)
+    batches = infinite(loader, start=step)
+    if state is not None:  # last, so nothing between here and the loop draws from the RNGs
+        restore_process_state(state, accelerator.process_index, loader.dataset)
     values: dict[str, float] = {}
     with StopSignal() as stop, make_progress(disable=not (progress and main)) as bar:
         task = bar.add_task("DAMSM", total=tc.max_steps, completed=step, info="")
-        while step < tc.max_steps and watch.elapsed < budget and not stop.requested:
-            batch = next(batches)
+        while step < tc.max_steps and agreed(watch.elapsed < budget and not stop.requested,
+                                             device):  # fmt: skip
+            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in next(batches).items()}
             with accelerator.autocast():
                 words, sentence = text_encoder(batch["tokens"], batch["length"])
                 regions, global_feat = image_encoder(batch["gt"])

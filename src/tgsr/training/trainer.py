@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,16 +21,25 @@ import torch
 
 from tgsr.config import Config, save_config
 from tgsr.errors import TGSRError
-from tgsr.training.checkpoint import Stopwatch, load_checkpoint, save_checkpoint
+from tgsr.training.checkpoint import (
+    Stopwatch,
+    latest_checkpoint,
+    load_checkpoint,
+    process_states,
+    restore_process_state,
+    save_checkpoint,
+)
 from tgsr.training.common import (
     ScalarLog,
     StepTimer,
     StopSignal,
+    agreed,
     bar_total,
     console,
     format_losses,
     infinite,
     make_progress,
+    preflight,
     start_run,
     train_loader,
 )
@@ -98,6 +108,22 @@ def _encode(encoder, batch):
     return TextFeatures(words, sentence, mask)
 
 
+def _call_eval(on_eval, step: int, ema, generator, text_ema, text_encoder, train_text) -> None:
+    from accelerate.utils import extract_model_from_parallel
+
+    g = ema.module if ema is not None else extract_model_from_parallel(generator)
+    t = None
+    if train_text:
+        t = text_ema.module if text_ema is not None else extract_model_from_parallel(text_encoder)
+    modes = [(m, m.training) for m in (g, t) if m is not None]
+    for m, _ in modes:
+        m.eval()
+    with torch.no_grad():
+        on_eval(step, g, t)
+    for m, was in modes:
+        m.train(was)
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -123,8 +149,14 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     cpu: bool | None = None,
+    on_eval: Callable[[int, torch.nn.Module, torch.nn.Module | None], None] | None = None,
 ) -> TrainResult:
-    """Train TGSR as ``cfg`` says; write the run folder (docs/architecture.md)."""
+    """Train TGSR as ``cfg`` says; write the run folder (docs/architecture.md).
+
+    ``on_eval(step, generator, text_encoder)``, if given, is called on the main process every
+    ``train.eval_every`` steps (and after the last) with the EMA generator and the EMA
+    conditioning text encoder (None with the frozen DAMSM's features), both in eval mode and
+    switched back to train mode afterwards (used by the benchmarks for learning curves)."""
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
     from tgsr.data.degradations import build_pyramids
@@ -135,18 +167,14 @@ def fit(
     from tgsr.training.damsm import copy_damsm
 
     tc = cfg.train
+    preflight(run_dir, resume, cfg.data, needs_damsm(cfg), cfg.damsm.path)
     run_dir, accelerator = start_run(run_dir, tc.mixed_precision, tc.seed, tc.torch_threads, cpu)
     main = accelerator.is_main_process
     device = accelerator.device
 
     # ---- text side: a pre-trained DAMSM, frozen (paper §3.4) -------------------------------
     text_encoder = image_encoder = None
-    if needs_damsm(cfg):
-        if not cfg.damsm.path:
-            raise TGSRError(
-                "this config uses text: pre-train a DAMSM first (`tgsr damsm train --config ...`) "
-                "and pass it with --set damsm.path=DIR"
-            )
+    if needs_damsm(cfg):  # preflight() made sure damsm.path is set
         text_encoder, image_encoder, vocab = load_frozen_damsm(cfg.damsm.path, cfg.loss.tic > 0)
         text_encoder.to(device)
         if image_encoder is not None:
@@ -157,7 +185,7 @@ def fit(
         word_dim = 2 * cfg.damsm.text_encoder.hidden_dim
 
     # ---- data ----------------------------------------------------------------------------
-    loader = train_loader(cfg.data, vocab, tc.batch_size, "train.batch_size")
+    loader = train_loader(cfg.data, vocab, tc.batch_size, "train.batch_size", seed=tc.seed)
 
     # ---- networks, losses, optimizers ----------------------------------------------------
     generator = build_generator(cfg, word_dim)
@@ -181,9 +209,11 @@ def fit(
     if train_text:
         cond_encoder.to(device)
         g_params += list(cond_encoder.parameters())
+    # foreach=True: one multi-tensor kernel per Adam op instead of a Python loop over the
+    # parameters (the default on GPUs, not on CPUs); bit-identical results
     opt_g = torch.optim.Adam(
         g_params, lr=tc.lr, betas=tuple(tc.betas), eps=tc.eps,
-        weight_decay=tc.weight_decay,
+        weight_decay=tc.weight_decay, foreach=True,
     )  # fmt: skip
     warmup = max(tc.warmup_steps, 1)
     sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, lambda s: min(1.0, (s + 1) / warmup))
@@ -191,11 +221,13 @@ def fit(
     optimizers = {"generator": opt_g}
     if discriminator is not None:
         discriminator.to(memory_format=memory_format)
-        opt_d = torch.optim.Adam(discriminator.parameters(), lr=tc.d_lr, betas=tuple(tc.betas))
+        opt_d = torch.optim.Adam(
+            discriminator.parameters(), lr=tc.d_lr, betas=tuple(tc.betas), foreach=True
+        )
         discriminator, opt_d = accelerator.prepare(discriminator, opt_d)
         modules["discriminator"] = discriminator
         optimizers["discriminator"] = opt_d
-    generator, opt_g, loader = accelerator.prepare(generator, opt_g, loader)
+    generator, opt_g = accelerator.prepare(generator, opt_g)  # the loader shards itself
     if train_text:
         cond_encoder = accelerator.prepare(cond_encoder)
         modules["text_encoder"] = cond_encoder
@@ -214,17 +246,26 @@ def fit(
             )
             modules["text_ema"] = text_ema
 
-    # ---- resume --------------------------------------------------------------------------
-    ckpt_dir = run_dir / "checkpoints" / "last"
-    step, elapsed = 0, 0.0
+    # ---- resume (docs/reliability.md: exact, from the newest checkpoint that verifies) -----
+    optimizers["scheduler_g"] = sched_g
+    if accelerator.scaler is not None:
+        optimizers["grad_scaler"] = accelerator.scaler
+    ckpt_root = run_dir / "checkpoints"
+    ckpt_dir = ckpt_root / "last"
+    step, elapsed, state = 0, 0.0, None
     plain = {k: accelerator.unwrap_model(m) for k, m in modules.items()}
     if resume:
-        if not ckpt_dir.exists():
-            raise TGSRError(f"--resume: no checkpoint in {ckpt_dir}")
-        state = load_checkpoint(ckpt_dir, plain, optimizers)
+        found = latest_checkpoint(ckpt_root, warn=console.print if main else None)
+        if found is None:
+            raise TGSRError(f"--resume: no usable checkpoint in {ckpt_root}")
+        state = load_checkpoint(found[0], plain, optimizers, restore_rng=False)
         step, elapsed = state["step"], state["elapsed"]
-        sched_g.last_epoch = step - 1
-        console.print(f"resumed at step {step} ({elapsed / 60:.1f} min already trained)")
+        if main:
+            console.print(
+                f"resumed from {found[0]} at step {step} ({elapsed / 60:.1f} min already trained)"
+            )
+            if state.get("batches_per_epoch", len(loader)) != len(loader):
+                console.print("[yellow]the data set changed size: resume is not exact[/]")
     if main:
         save_config(cfg, run_dir / "config.yaml")
         vocab.save(run_dir / "vocab.json")
@@ -232,13 +273,27 @@ def fit(
             copy_damsm(cfg.damsm.path, run_dir / "damsm")
         (run_dir / "samples").mkdir(exist_ok=True)
     log = ScalarLog(run_dir / "tb", enabled=main)
+    if state is not None:  # the loss curve so far, so train_summary.json holds all of it
+        log.history = {k: [tuple(p) for p in v] for k, v in state.get("history", {}).items()}
     watch = Stopwatch(elapsed)
     budget = tc.max_minutes * 60 if tc.max_minutes else math.inf
     timer = StepTimer()
 
+    saved_step = step if resume else -1
+
     def checkpoint():
+        nonlocal saved_step
+        if step == saved_step:
+            return
+        saved_step = step
+        processes = process_states(loader.dataset)  # every process: RNG and data-set state
         if main:
-            save_checkpoint(ckpt_dir, plain, optimizers, {"step": step, "elapsed": watch.elapsed})
+            save_checkpoint(
+                ckpt_dir, plain, optimizers,
+                {"step": step, "elapsed": watch.elapsed, "history": log.history,
+                 "batches_per_epoch": len(loader)},
+                keep=tc.keep_checkpoints, processes=processes,
+            )  # fmt: skip
 
     def to_device(batch):
         out = {}
@@ -253,12 +308,16 @@ def fit(
     generator.train()
     if discriminator is not None:
         discriminator.train()
-    batches = infinite(loader)
+    batches = infinite(loader, start=step)
+    if state is not None:  # last, so nothing between here and the loop draws from the RNGs
+        if not restore_process_state(state, accelerator.process_index, loader.dataset) and main:
+            console.print("[yellow]more processes than the checkpoint had: resume is not exact[/]")
     values: dict[str, float] = {}
     show = ["g_total", "l2", "tar", "tic", "cgan", "d_total"]
     with StopSignal() as stop, make_progress(disable=not (progress and main)) as bar:
         task = bar.add_task(cfg.name, total=tc.max_steps, completed=step, info="")
-        while step < tc.max_steps and watch.elapsed < budget and not stop.requested:
+        while step < tc.max_steps and agreed(watch.elapsed < budget and not stop.requested,
+                                             device):  # fmt: skip
             batch = to_device(next(batches))
             text = cond = None
             if text_encoder is not None and frozen_features:
@@ -279,7 +338,7 @@ def fit(
             with accelerator.autocast():
                 out = generator(batch["lq"], words, sentence, mask)
             d_values = {}
-            if discriminator is not None:
+            if discriminator is not None and suite.trains_discriminator(step + 1):
                 with accelerator.autocast():
                     d_loss, d_values = suite.discriminator_loss(out, batch, text, discriminator)
                 opt_d.zero_grad(set_to_none=True)
@@ -293,11 +352,13 @@ def fit(
                 g_loss, g_values = suite.generator_loss(
                     out, batch, gt_levels, lowpass_levels, text,
                     damsm_image_encoder=image_encoder, discriminator=discriminator,
+                    step=step + 1,
                 )  # fmt: skip
             opt_g.zero_grad(set_to_none=True)
             accelerator.backward(g_loss)
+            grad_norm = None  # the generator's gradient norm before clipping (logged)
             if tc.grad_clip > 0:
-                accelerator.clip_grad_norm_(g_params, tc.grad_clip)
+                grad_norm = accelerator.clip_grad_norm_(g_params, tc.grad_clip)
             opt_g.step()
             sched_g.step()
             step += 1
@@ -318,7 +379,10 @@ def fit(
                 values = {**g_values, **d_values}
                 values = {k: float(v) for k, v in values.items()}
                 log.add(step, values, "train/")
-                log.add(step, {"ms_per_step": dt * 1000, "lr": sched_g.get_last_lr()[0]}, "perf/")
+                perf = {"ms_per_step": dt * 1000, "lr": sched_g.get_last_lr()[0]}
+                if grad_norm is not None:
+                    perf["g_grad_norm"] = float(grad_norm)
+                log.add(step, perf, "perf/")
             bar.update(task, completed=step,
                        total=bar_total(step, tc.max_steps, watch.elapsed, budget, dt),
                        info=f"{dt * 1000:.0f} ms/step {format_losses(values, show)}")  # fmt: skip
@@ -332,6 +396,10 @@ def fit(
                 Image.fromarray(row).save(run_dir / "samples" / f"step_{step:07d}.png")
             if tc.checkpoint_every and step % tc.checkpoint_every == 0:
                 checkpoint()
+            if on_eval is not None and main and tc.eval_every and step % tc.eval_every == 0:
+                _call_eval(on_eval, step, ema, generator, text_ema, cond_encoder, train_text)
+    if on_eval is not None and main and not (tc.eval_every and step % tc.eval_every == 0):
+        _call_eval(on_eval, step, ema, generator, text_ema, cond_encoder, train_text)
     checkpoint()
     accelerator.wait_for_everyone()
     final = ema.module if ema is not None else accelerator.unwrap_model(generator)

@@ -1,0 +1,187 @@
+"""What a caption does to a real photograph: swap a colour word, compare the two outputs.
+
+For an image and its caption, :func:`swap_colour` replaces every occurrence of the first colour
+word of the caption by another colour (``red`` → ``blue``, ``black`` → ``yellow``, ...;
+:data:`COLOUR_SWAPS`). The model is run on the same LR input with both captions, and
+:func:`caption_response` measures, per edit:
+
+* ``change``: the mean absolute difference of the two outputs, in 8-bit levels (0..255, mean over
+  RGB), over the ``top_fraction`` (default 10 %) most-changed pixels: how strongly the output
+  responds where it responds at all (a model that ignores the text scores 0);
+* ``change_all``: the same over every pixel;
+* ``toward``: whether the change points toward the new colour, measured in CIE Lab (sRGB, D65)
+  on the most-changed pixels. Chromatic targets: the mean (a*, b*) shift has a positive dot product
+  with the direction from the pixels' mean (a*, b*) before the edit to the new colour's (a*, b*)
+  (:data:`COLOUR_LAB`). Achromatic targets: ``black`` = L* goes down, ``white`` = L* goes up,
+  ``grey`` = chroma goes down. An edit with no change (all pixels equal) counts as not toward.
+
+:func:`summarise` averages them (``mean_change``, ``mean_change_all``, ``toward_fraction``,
+``num_edits``); a model that ignores the caption has ``mean_change`` 0 and ``toward_fraction`` 0.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = [
+    "COLOUR_LAB",
+    "COLOUR_SWAPS",
+    "EditResponse",
+    "caption_response",
+    "colour_words",
+    "rgb_to_lab",
+    "summarise",
+    "swap_colour",
+]
+
+# the new colour for each colour word (one fixed choice, far apart in Lab)
+COLOUR_SWAPS: dict[str, str] = {
+    "red": "blue", "blue": "yellow", "yellow": "blue", "black": "yellow", "white": "red",
+    "grey": "red", "gray": "red", "brown": "blue", "orange": "blue", "green": "red",
+    "purple": "yellow", "pink": "green",
+}  # fmt: skip
+
+# (L*, a*, b*) of a typical swatch of each colour (sRGB primaries / common web colours, D65)
+COLOUR_LAB: dict[str, tuple[float, float, float]] = {
+    "red": (53.2, 80.1, 67.2), "blue": (32.3, 79.2, -107.9), "yellow": (97.1, -21.6, 94.5),
+    "green": (46.2, -51.7, 49.9), "orange": (74.9, 23.9, 78.9), "purple": (29.8, 58.9, -36.5),
+    "pink": (83.6, 24.1, 3.3), "brown": (37.5, 49.7, 30.5), "black": (0.0, 0.0, 0.0),
+    "white": (100.0, 0.0, 0.0), "grey": (53.6, 0.0, 0.0), "gray": (53.6, 0.0, 0.0),
+}  # fmt: skip
+ACHROMATIC = ("black", "white", "grey", "gray")
+# (53.2, 80.1, 67.2) etc. are Lab of the sRGB colours red (255,0,0), blue (0,0,255),
+# yellow (255,255,0), green (0,128,0), orange (255,165,0), purple (128,0,128), pink (255,192,203),
+# brown (165,42,42); tests/test_caption_response.py checks them against rgb_to_lab.
+COLOUR_RGB: dict[str, tuple[int, int, int]] = {
+    "red": (255, 0, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0), "green": (0, 128, 0),
+    "orange": (255, 165, 0), "purple": (128, 0, 128), "pink": (255, 192, 203),
+    "brown": (165, 42, 42), "black": (0, 0, 0), "white": (255, 255, 255),
+    "grey": (128, 128, 128), "gray": (128, 128, 128),
+}  # fmt: skip
+
+_WORD = re.compile(r"[A-Za-z]+")
+
+
+def colour_words(caption: str) -> list[str]:
+    """The colour words of ``caption`` (lower case, in order, with repeats)."""
+    return [w.lower() for w in _WORD.findall(caption) if w.lower() in COLOUR_SWAPS]
+
+
+def swap_colour(
+    caption: str, new: str | None = None, old: str | None = None
+) -> tuple[str, str, str] | None:
+    """``(edited caption, old colour, new colour)``: every occurrence of ``old`` (default: the
+    first colour word) replaced by ``new`` (default :data:`COLOUR_SWAPS`), keeping an initial
+    capital; None when the caption names no colour (or ``old`` is absent, or ``new == old``)."""
+    found = colour_words(caption)
+    if not found:
+        return None
+    old = old.lower() if old is not None else found[0]
+    if old not in found:
+        return None
+    new = (new or COLOUR_SWAPS[old]).lower()
+    if new == old:
+        return None
+
+    def repl(m: re.Match) -> str:
+        w = m.group(0)
+        if w.lower() != old:
+            return w
+        return new.capitalize() if w[0].isupper() else new
+
+    return _WORD.sub(repl, caption), old, new
+
+
+def rgb_to_lab(img: torch.Tensor) -> torch.Tensor:
+    """sRGB in [0, 1] ``(..., 3, H, W)`` → CIE Lab (D65) ``(..., 3, H, W)``: L* in [0, 100]."""
+    img = img.clamp(0, 1).double()
+    lin = torch.where(img <= 0.04045, img / 12.92, ((img + 0.055) / 1.055) ** 2.4)
+    r, g, b = lin.unbind(-3)
+    x = (0.4124564 * r + 0.3575761 * g + 0.1804375 * b) / 0.95047
+    y = 0.2126729 * r + 0.7151522 * g + 0.0721750 * b
+    z = (0.0193339 * r + 0.1191920 * g + 0.9503041 * b) / 1.08883
+    d = 6 / 29
+
+    def f(t):
+        return torch.where(t > d**3, t.clamp_min(1e-12) ** (1 / 3), t / (3 * d * d) + 4 / 29)
+
+    fx, fy, fz = f(x), f(y), f(z)
+    return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], dim=-3).float()
+
+
+@dataclass
+class EditResponse:
+    old: str
+    new: str
+    change: float  # mean |ΔSR| in 8-bit levels over the most-changed pixels
+    change_all: float  # ... over every pixel
+    toward: bool  # the Lab shift points toward the new colour
+    shift: tuple[float, float, float]  # mean (ΔL*, Δa*, Δb*) over the most-changed pixels
+
+
+def _toward(new: str, before: torch.Tensor, shift: torch.Tensor) -> bool:
+    """``before``: mean Lab of the changed pixels before the edit; ``shift``: mean Lab change."""
+    if float(shift.abs().sum()) == 0.0:
+        return False
+    if new == "black":
+        return float(shift[0]) < 0
+    if new == "white":
+        return float(shift[0]) > 0
+    if new in ("grey", "gray"):
+        after = before[1:] + shift[1:]
+        return float(after.norm()) < float(before[1:].norm())
+    target = torch.tensor(COLOUR_LAB[new][1:], dtype=before.dtype)
+    return float(torch.dot(shift[1:], target - before[1:])) > 0
+
+
+def caption_response(
+    sr_original: torch.Tensor,
+    sr_edited: torch.Tensor,
+    old: list[str],
+    new: list[str],
+    top_fraction: float = 0.1,
+) -> list[EditResponse]:
+    """Per image of the batches ``(B, 3, H, W)`` in [0, 1] (the outputs for the original and the
+    edited caption), the response to the colour edit ``old[i] → new[i]``. Both outputs are
+    rounded to 8 bit first (what a saved PNG holds)."""
+    if sr_original.shape != sr_edited.shape or sr_original.dim() != 4:
+        raise ValueError(f"expected two (B, 3, H, W) batches, got {tuple(sr_original.shape)} "
+                         f"and {tuple(sr_edited.shape)}")  # fmt: skip
+    if not 0 < top_fraction <= 1:
+        raise ValueError("top_fraction must be in (0, 1]")
+    a = (sr_original.detach().float().cpu().clamp(0, 1) * 255).round()
+    b = (sr_edited.detach().float().cpu().clamp(0, 1) * 255).round()
+    lab_a, lab_b = rgb_to_lab(a / 255), rgb_to_lab(b / 255)
+    out = []
+    for i in range(a.shape[0]):
+        diff = (b[i] - a[i]).abs().mean(dim=0).flatten()  # (H*W,) 8-bit levels
+        k = max(1, int(round(top_fraction * diff.numel())))
+        top = torch.topk(diff, k).indices
+        before = lab_a[i].flatten(1)[:, top].double().mean(dim=1)
+        shift = (lab_b[i].flatten(1)[:, top] - lab_a[i].flatten(1)[:, top]).double().mean(dim=1)
+        out.append(EditResponse(
+            old[i], new[i], float(diff[top].mean()), float(diff.mean()),
+            _toward(new[i], before, shift), tuple(float(v) for v in shift),
+        ))  # fmt: skip
+    return out
+
+
+def summarise(responses: list[EditResponse]) -> dict:
+    """Averages over edits (None when there are none)."""
+    if not responses:
+        return {"num_edits": 0, "mean_change": None, "mean_change_all": None,
+                "toward_fraction": None}  # fmt: skip
+    return {
+        "num_edits": len(responses),
+        "mean_change": float(np.mean([r.change for r in responses])),
+        "mean_change_all": float(np.mean([r.change_all for r in responses])),
+        "toward_fraction": float(np.mean([r.toward for r in responses])),
+        "edits": {
+            f"{o}->{n}": sum(1 for r in responses if (r.old, r.new) == (o, n))
+            for o, n in sorted({(r.old, r.new) for r in responses})
+        },  # fmt: skip
+    }
