@@ -84,7 +84,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--from-json",
         type=Path,
         default=None,
-        help="no training: rewrite --doc from a real_data.json (figures beside it)",
+        help="no training: rewrite --doc from a real_data.json (no training)",
     )
     return p.parse_args(argv)
 
@@ -340,7 +340,16 @@ def _unavailable(results: dict) -> dict[str, str]:
     return reasons
 
 
-def markdown(report: dict, fig_prefix: str) -> str:
+def _figure(title: str, fig_prefix: str | None, name: str) -> str:
+    """An embedded picture in OUT/real_data.md; in the repository's docs (``fig_prefix`` None)
+    only where the run wrote it: the pictures show the sample's photographs, whose licences
+    forbid copying them into the repository."""
+    if fig_prefix is None:
+        return f"Picture ({title}): `OUT/figures/{name}` of the run (not committed: licensed photographs)."
+    return f"![{title}]({fig_prefix}{name})"
+
+
+def markdown(report: dict, fig_prefix: str | None) -> str:
     b = report["budget"]
     lines = [
         f"Measured on **{report['device']['device']}**"
@@ -395,10 +404,10 @@ def markdown(report: dict, fig_prefix: str) -> str:
                 if s:
                     lines.append(f"| {label} | {s['mean_change']:.2f} | "
                                  f"{s['mean_change_all']:.2f} | {s['toward_fraction']:.2f} |")  # fmt: skip
-        lines += ["", f"![{set_name} comparison]({fig_prefix}{set_name}_comparison.png)"]
+        lines += ["", _figure(f"{set_name} comparison", fig_prefix, f"{set_name}_comparison.png")]
         if set_name == "cub" and cr and cr.get("three_captions"):
             lines.append("")
-            lines.append(f"![one bird, three captions]({fig_prefix}cub_three_captions.png)")
+            lines.append(_figure("one bird, three captions", fig_prefix, "cub_three_captions.png"))
             lines.append("")
             lines.append(
                 "Captions, top to bottom: " + " / ".join(f"“{c}”" for c in cr["three_captions"])
@@ -475,17 +484,8 @@ def write_block(path: Path, begin: str, end: str, text: str) -> None:
     path.write_text(head + begin + "\n" + text + end + tail)
 
 
-def write_doc(doc: Path, md: str, figures: dict[str, Path]) -> None:
-    images = doc.parent / "images" / "real_data"
-    images.mkdir(parents=True, exist_ok=True)
-    from PIL import Image
-
-    for name, src in figures.items():
-        if src.is_file():  # docs get a lighter copy: at most 1100 px wide
-            img = Image.open(src).convert("RGB")
-            if img.width > 1100:
-                img = img.resize((1100, round(img.height * 1100 / img.width)), Image.LANCZOS)
-            img.save(images / name, format="PNG", optimize=True)
+def write_doc(doc: Path, md: str) -> None:
+    """Rewrite the measured block of ``doc`` (pictures stay in OUT/figures, see ``_figure``)."""
     text = doc.read_text() if doc.is_file() else f"# Real photographs\n\n{BEGIN}\n{END}\n"
     if BEGIN not in text or END not in text:
         text += f"\n{BEGIN}\n{END}\n"
@@ -503,9 +503,7 @@ def main(argv=None) -> dict:
         if args.doc is None:
             sys.exit("error: --from-json needs --doc")
         report = json.loads(args.from_json.read_text())
-        figs = args.from_json.parent / "figures"
-        write_doc(args.doc, markdown(report, "images/real_data/"),
-                  {f.name: f for f in sorted(figs.glob("*.png"))})  # fmt: skip
+        write_doc(args.doc, markdown(report, None))
         if args.readme is not None:
             write_block(args.readme, README_BEGIN, README_END, readme_table(report))
         return report
@@ -592,8 +590,7 @@ def main(argv=None) -> dict:
     md = markdown(report, "figures/")
     (out / "real_data.md").write_text(md)
     if args.doc is not None:
-        write_doc(args.doc, markdown(report, "images/real_data/"),
-                  {k: out / "figures" / k for k in figures})  # fmt: skip
+        write_doc(args.doc, markdown(report, None))
     if args.readme is not None:
         write_block(args.readme, README_BEGIN, README_END, readme_table(report))
     print(md)
