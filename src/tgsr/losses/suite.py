@@ -11,9 +11,9 @@
   image against its own caption, with the frozen DAMSM encoders; γ from ``DAMSMConfig``.
 * ``cgan``: BCE-with-logits on the discriminator's unconditional + conditional logits. One
   discriminator for the final resolution judges coarse[-1] and fine[-1] (just sr without the
-  refine branch). D side (paper_vs_code.md R6):
-  ½·[real_u + real_c] + ⅓·[fake_u + fake_c + wrong_c], the fake terms averaged over the judged images, "wrong" = real images with the next sample's
-  sentence. Without conditional logits: real_u + fake_u.
+  refine branch). D side (paper_vs_code.md R6): ½·[real_u + real_c] + ⅓·[fake_u + fake_c +
+  wrong_c], the fake terms averaged over the judged images, "wrong" = real images with the next
+  sample's sentence. Without conditional logits: real_u + fake_u.
 
 A term with weight 0 is never computed and is absent from ``terms``; the caller builds the
 discriminator only when ``uses_discriminator`` and loads the image encoder only when
