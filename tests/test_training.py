@@ -120,6 +120,14 @@ def test_an_unfinished_run_takes_its_trained_text_encoder_from_the_checkpoint(tm
         assert torch.equal(v, trained[k]), k
     for k, v in pipe.generator.state_dict().items():
         assert torch.equal(v, ema_generator[k]), k
+    # a kill between the two renames of a checkpoint write leaves only an older step_* folder
+    (run / "checkpoints" / "last").rename(run / "checkpoints" / "step_2")
+    pipe = pipeline_from_run(run)
+    for k, v in pipe.generator.state_dict().items():
+        assert torch.equal(v, ema_generator[k]), k
+    shutil.rmtree(run / "checkpoints" / "step_2")
+    with pytest.raises(ModelFormatError, match="no usable checkpoint"):
+        pipeline_from_run(run)
 
 
 def test_training_a_text_encoder_needs_text():

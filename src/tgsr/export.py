@@ -58,17 +58,27 @@ def _load_run_config(run: Path):
         raise ModelFormatError(f"{path}: {exc}") from None
 
 
+def _checkpoint_folder(run: Path, what: str) -> Path:
+    """The newest checkpoint of ``run`` that verifies (``checkpoints/last``, else an older
+    ``step_*`` one, e.g. after a kill between the two renames of a checkpoint write)."""
+    from tgsr.training.checkpoint import latest_checkpoint
+
+    found = latest_checkpoint(run / "checkpoints")
+    if found is None:
+        raise ModelFormatError(
+            f"{run}: no {what}/ folder and no usable checkpoint in checkpoints/ "
+            "(training never saved a model)"
+        )
+    return found[0]
+
+
 def _state_from_checkpoint(run: Path, prefixes: tuple[str, ...], what: str) -> dict:
-    """The first of ``prefixes`` found in ``checkpoints/last`` as a plain state dict (an EMA's
-    ``module.`` prefix and ``n_averaged`` counter removed)."""
+    """The first of ``prefixes`` found in the newest valid checkpoint as a plain state dict (an
+    EMA's ``module.`` prefix and ``n_averaged`` counter removed)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    weights = run / "checkpoints" / "last" / "models.safetensors"
-    if not weights.is_file():
-        raise ModelFormatError(
-            f"{run}: no {what}/ folder and no checkpoints/last (training never saved a model)"
-        )
+    weights = _checkpoint_folder(run, what) / "models.safetensors"
     try:
         tensors = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -82,14 +92,15 @@ def _state_from_checkpoint(run: Path, prefixes: tuple[str, ...], what: str) -> d
 
 
 def _generator_from_checkpoint(run: Path, cfg) -> nn.Module:
-    """The EMA (else the raw) generator from ``checkpoints/last`` when training did not finish."""
+    """The EMA (else the raw) generator from the newest valid checkpoint when training did not
+    finish."""
     from tgsr.models import Generator
     from tgsr.models.serialization import load_state_strict
 
     state = _state_from_checkpoint(run, ("ema.", "generator."), "generator")
     word_dim = 2 * cfg.damsm.text_encoder.hidden_dim
     generator = Generator(cfg.data.scale, word_dim, **asdict(cfg.generator))
-    load_state_strict(generator, state, run / "checkpoints" / "last")
+    load_state_strict(generator, state, run / "checkpoints")
     return generator.eval()
 
 
@@ -105,7 +116,7 @@ def run_text_encoder(run: Path, cfg):
     """The text encoder that conditions a run's generator, and the vocabulary saved with it
     (or None), as :func:`load_text_encoder` returns them: the DAMSM's
     (``train.text_encoder: frozen``), else the trained ``RUN/text_encoder`` (or, when training
-    did not finish, the one in ``checkpoints/last``)."""
+    did not finish, the one in the newest valid checkpoint)."""
     from tgsr.models.serialization import load_state_strict, load_text_encoder
     from tgsr.models.text_encoder import TextEncoder
 
@@ -120,7 +131,7 @@ def run_text_encoder(run: Path, cfg):
     vocab_size, embedding_dim = state.get("embedding.weight", torch.zeros(0, 0)).shape
     hidden_dim = cfg.damsm.text_encoder.hidden_dim
     encoder = TextEncoder(vocab_size, embedding_dim, hidden_dim, dropout=0.0)
-    load_state_strict(encoder, state, run / "checkpoints" / "last")
+    load_state_strict(encoder, state, run / "checkpoints")
     return encoder.eval(), None
 
 
