@@ -406,3 +406,31 @@ class Stopwatch:
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.start
+
+
+class RunCheckpoints:
+    """A training run's checkpoint writer, shared by TGSR and DAMSM training: at most one write
+    per step (``save`` at the end after a periodic save at the same step does nothing); every
+    process gathers its RNG and data-set state, the main process writes (atomically, keeping
+    ``keep`` checkpoints)."""
+
+    def __init__(self, folder: Path, modules: dict, optimizers: dict, loader, *, keep: int,
+                 main: bool, saved_step: int = -1):  # fmt: skip
+        self.folder, self.modules, self.optimizers, self.loader = (
+            folder,
+            modules,
+            optimizers,
+            loader,
+        )
+        self.keep, self.main, self.saved_step = keep, main, saved_step
+
+    def save(self, step: int, elapsed: float, history) -> None:
+        if step == self.saved_step:
+            return
+        self.saved_step = step
+        processes = process_states(self.loader.dataset)  # every process: RNG and data-set state
+        if self.main:
+            state = {"step": step, "elapsed": elapsed, "history": history,
+                     "batches_per_epoch": len(self.loader)}  # fmt: skip
+            save_checkpoint(self.folder, self.modules, self.optimizers, state, keep=self.keep,
+                            processes=processes)  # fmt: skip

@@ -18,13 +18,12 @@ import torch
 from tgsr.config import Config, save_config
 from tgsr.errors import TGSRError
 from tgsr.training.checkpoint import (
+    RunCheckpoints,
     Stopwatch,
     checkpoint_candidates,
     latest_checkpoint,
     load_checkpoint,
-    process_states,
     restore_process_state,
-    save_checkpoint,
 )
 from tgsr.training.common import (
     ScalarLog,
@@ -109,21 +108,15 @@ def train_damsm(
     budget = tc.max_minutes * 60 if tc.max_minutes else math.inf
     timer = StepTimer()
 
-    saved_step = step if state is not None else -1
-
-    def checkpoint():
-        nonlocal saved_step
-        if step == saved_step:
-            return
-        saved_step = step
-        processes = process_states(loader.dataset)  # every process: RNG and data-set state
-        if main:
-            save_checkpoint(
-                ckpt_dir, modules, stateful,
-                {"step": step, "elapsed": watch.elapsed, "history": log.history,
-                 "batches_per_epoch": len(loader)},
-                keep=tc.keep_checkpoints, processes=processes,
-            )  # fmt: skip
+    checkpoints = RunCheckpoints(
+        ckpt_dir,
+        modules,
+        stateful,
+        loader,
+        keep=tc.keep_checkpoints,
+        main=main,
+        saved_step=step if state is not None else -1,
+    )
 
     text_encoder.train()
     image_encoder.train()
@@ -161,8 +154,8 @@ def train_damsm(
                 info=f"{dt * 1000:.0f} ms/step {format_losses(values, ['loss'])}",
             )
             if tc.checkpoint_every and step % tc.checkpoint_every == 0:
-                checkpoint()
-    checkpoint()
+                checkpoints.save(step, watch.elapsed, log.history)
+    checkpoints.save(step, watch.elapsed, log.history)
     log.close()
     if main:
         te = accelerator.unwrap_model(text_encoder).eval()

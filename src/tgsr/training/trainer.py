@@ -22,12 +22,11 @@ import torch
 from tgsr.config import Config, save_config
 from tgsr.errors import TGSRError
 from tgsr.training.checkpoint import (
+    RunCheckpoints,
     Stopwatch,
     latest_checkpoint,
     load_checkpoint,
-    process_states,
     restore_process_state,
-    save_checkpoint,
 )
 from tgsr.training.common import (
     ScalarLog,
@@ -279,21 +278,15 @@ def fit(
     budget = tc.max_minutes * 60 if tc.max_minutes else math.inf
     timer = StepTimer()
 
-    saved_step = step if resume else -1
-
-    def checkpoint():
-        nonlocal saved_step
-        if step == saved_step:
-            return
-        saved_step = step
-        processes = process_states(loader.dataset)  # every process: RNG and data-set state
-        if main:
-            save_checkpoint(
-                ckpt_dir, plain, optimizers,
-                {"step": step, "elapsed": watch.elapsed, "history": log.history,
-                 "batches_per_epoch": len(loader)},
-                keep=tc.keep_checkpoints, processes=processes,
-            )  # fmt: skip
+    checkpoints = RunCheckpoints(
+        ckpt_dir,
+        plain,
+        optimizers,
+        loader,
+        keep=tc.keep_checkpoints,
+        main=main,
+        saved_step=step if resume else -1,
+    )
 
     def to_device(batch):
         out = {}
@@ -395,12 +388,12 @@ def fit(
 
                 Image.fromarray(row).save(run_dir / "samples" / f"step_{step:07d}.png")
             if tc.checkpoint_every and step % tc.checkpoint_every == 0:
-                checkpoint()
+                checkpoints.save(step, watch.elapsed, log.history)
             if on_eval is not None and main and tc.eval_every and step % tc.eval_every == 0:
                 _call_eval(on_eval, step, ema, generator, text_ema, cond_encoder, train_text)
     if on_eval is not None and main and not (tc.eval_every and step % tc.eval_every == 0):
         _call_eval(on_eval, step, ema, generator, text_ema, cond_encoder, train_text)
-    checkpoint()
+    checkpoints.save(step, watch.elapsed, log.history)
     accelerator.wait_for_everyone()
     final = ema.module if ema is not None else accelerator.unwrap_model(generator)
     final_text = None
