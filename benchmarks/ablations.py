@@ -92,7 +92,7 @@ def _test_set(cfg, vocab, num: int, seed: int = 0) -> dict:
 
     from tgsr.data.loader import build_dataset
     from tgsr.data.synthetic_text import make_caption
-    from tgsr.evaluation import benchmark as bench
+    from tgsr.evaluation import shapecaps as bench
     from tgsr.evaluation.evaluate import _collect, eval_data_config
 
     data = build_dataset(eval_data_config(cfg.data, "test", num), vocab, train=False)
@@ -140,7 +140,7 @@ def run_worker(a) -> None:
     import torch
 
     from tgsr.config import load_config
-    from tgsr.evaluation import benchmark as bench
+    from tgsr.evaluation import shapecaps as bench
     from tgsr.training.trainer import fit, load_frozen_damsm
 
     preset, overrides = json.loads(a.spec)

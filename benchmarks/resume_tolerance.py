@@ -43,7 +43,7 @@ SETS = [
 
 
 def tiny_damsm(out: Path, cfg) -> Path:
-    from tgsr.data.synthetic_text import build_vocabulary
+    from tgsr.data.synthetic import build_vocabulary
     from tgsr.models import TextEncoder, build_image_encoder
     from tgsr.models.serialization import save_damsm
 

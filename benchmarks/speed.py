@@ -226,15 +226,13 @@ def measure_peaks(device: torch.device, quick: bool, deadline: Deadline) -> dict
 def build_generator(preset: str, scale: int | None = None, seed: int = 0):
     """The preset's generator with random weights, and the word dimension it reads."""
     from tgsr.config import load_config
-    from tgsr.models.generator import Generator
+    from tgsr.models import build_generator as build
 
     overrides = [f"data.scale={scale}"] if scale else []
     cfg = load_config(preset, overrides)
     torch.manual_seed(seed)
     word_dim = 2 * cfg.damsm.text_encoder.hidden_dim
-    from dataclasses import asdict
-
-    gen = Generator(scale=cfg.data.scale, word_dim=word_dim, **asdict(cfg.generator))
+    gen = build(cfg, word_dim)
     return gen.eval(), cfg, word_dim
 
 
@@ -675,10 +673,9 @@ def section_profile(args, device, deadline: Deadline, quick: bool) -> dict:
 
 def make_pipeline(preset: str, seed: int = 0):
     """A TGSRPipeline of ``preset`` with random weights (generator + its text encoder)."""
-    from dataclasses import asdict
-
     from tgsr.config import load_config
-    from tgsr.models import Generator, TextEncoder
+    from tgsr.models import TextEncoder
+    from tgsr.models import build_generator as build
     from tgsr.pipeline import PipelineInfo, TGSRPipeline
     from tgsr.text import Vocabulary
 
@@ -688,7 +685,7 @@ def make_pipeline(preset: str, seed: int = 0):
     emb = cfg.train.scratch_embedding_dim if cfg.train.text_encoder == "scratch" else None
     vocab = Vocabulary.build(["a red and cyan striped circle on the left of a small bird"])
     text_encoder = TextEncoder(len(vocab), emb or te.embedding_dim, te.hidden_dim, 0.0)
-    generator = Generator(cfg.data.scale, 2 * te.hidden_dim, **asdict(cfg.generator))
+    generator = build(cfg, 2 * te.hidden_dim)
     info = PipelineInfo(scale=cfg.data.scale, lq_size=cfg.data.hr_size // cfg.data.scale,
                         max_words=cfg.data.max_words, use_text=cfg.generator.use_text)  # fmt: skip
     return TGSRPipeline(generator, text_encoder if info.use_text else None,

@@ -24,9 +24,9 @@ from tgsr.config import load_config
 from tgsr.data.degradations import build_pyramids
 from tgsr.data.loader import build_dataset
 from tgsr.data.synthetic import fill_key
-from tgsr.evaluation import benchmark as bench
+from tgsr.evaluation import shapecaps as bench
 from tgsr.losses import LossSuite
-from tgsr.models.generator import Generator
+from tgsr.models import build_generator
 from tgsr.models.serialization import load_damsm
 from tgsr.models.text_encoder import TextFeatures
 
@@ -58,7 +58,7 @@ def main() -> None:
             words[i, fills.index(fill_key(json.loads(rec)["objects"][0])), 0] = 1.0
         return TextFeatures(words, text.sentence, torch.zeros(len(words), 1, dtype=torch.bool))
 
-    generator = Generator(8, text_encoder.feature_dim, **dataclasses.asdict(cfg.generator))
+    generator = build_generator(cfg.generator, text_encoder.feature_dim, 8)
     generator = generator.to(memory_format=torch.channels_last)
     params = list(generator.parameters()) + (list(text_encoder.parameters()) if finetune else [])
     optimizer = torch.optim.Adam(params, cfg.train.lr)

@@ -28,9 +28,9 @@ from torch.utils.data import DataLoader
 from tgsr.config import load_config
 from tgsr.data.degradations import build_pyramids
 from tgsr.data.loader import build_dataset
-from tgsr.evaluation import benchmark as bench
+from tgsr.evaluation import shapecaps as bench
 from tgsr.losses import LossSuite
-from tgsr.models.generator import Generator
+from tgsr.models import build_generator
 from tgsr.models.serialization import load_damsm
 from tgsr.training.trainer import conditioning_encoder
 
@@ -54,7 +54,7 @@ def main() -> None:
     syn = dataclasses.replace(cfg.data.synthetic, split="test", num=256)
     test_data = build_dataset(dataclasses.replace(cfg.data, synthetic=syn), vocab, train=False)
     test = next(iter(DataLoader(test_data, batch_size=256)))
-    gen = Generator(cfg.data.scale, frozen.feature_dim, **dataclasses.asdict(cfg.generator))
+    gen = build_generator(cfg, frozen.feature_dim)
     gen = gen.to(dev, memory_format=torch.channels_last)
     params = list(gen.parameters()) + (list(cond.parameters()) if trained else [])
     opt = torch.optim.Adam(params, cfg.train.lr, betas=tuple(cfg.train.betas))

@@ -30,7 +30,7 @@ def _one_run(lq_size: int, scale: int, tile: int, overlap: int | None, threads: 
     import torch
 
     from tgsr.config import load_config
-    from tgsr.models import Generator, TextEncoder
+    from tgsr.models import TextEncoder, build_generator
     from tgsr.pipeline import PipelineInfo, TGSRPipeline
     from tgsr.text import Vocabulary
 
@@ -40,8 +40,7 @@ def _one_run(lq_size: int, scale: int, tile: int, overlap: int | None, threads: 
     te = cfg.damsm.text_encoder
     vocab = Vocabulary.build(["a red and cyan striped circle on the left"])
     text_encoder = TextEncoder(len(vocab), te.embedding_dim, te.hidden_dim, te.dropout)
-    cfg_g = {k: getattr(cfg.generator, k) for k in cfg.generator.__dataclass_fields__}
-    generator = Generator(scale, 2 * te.hidden_dim, **cfg_g)
+    generator = build_generator(cfg, 2 * te.hidden_dim)
     info = PipelineInfo(scale=scale, lq_size=cfg.data.hr_size // scale, max_words=18)
     pipe = TGSRPipeline(generator, text_encoder, vocab, info)
     rng = np.random.default_rng(0)

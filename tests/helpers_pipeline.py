@@ -60,7 +60,7 @@ def tiny_components(cfg, seed: int = 0):
     """-> (generator, text_encoder, image_encoder, discriminator, vocab), seeded, eval mode."""
     from dataclasses import asdict
 
-    from tgsr.models import Generator, TextEncoder, build_image_encoder
+    from tgsr.models import TextEncoder, build_generator, build_image_encoder
     from tgsr.models.discriminator import Discriminator
 
     torch.manual_seed(seed)
@@ -68,7 +68,7 @@ def tiny_components(cfg, seed: int = 0):
     te = cfg.damsm.text_encoder
     text_encoder = TextEncoder(len(vocab), te.embedding_dim, te.hidden_dim, te.dropout).eval()
     image_encoder = build_image_encoder(cfg.damsm.image_encoder, load_weights=False).eval()
-    generator = Generator(cfg.data.scale, 2 * te.hidden_dim, **asdict(cfg.generator)).eval()
+    generator = build_generator(cfg, 2 * te.hidden_dim).eval()
     discriminator = Discriminator(
         cfg.data.hr_size, cfg.data.scale, 2 * te.hidden_dim, **asdict(cfg.discriminator)
     )

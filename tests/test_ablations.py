@@ -9,7 +9,7 @@ import torch
 from tgsr.config import load_config, preset_names
 from tgsr.data.degradations import build_pyramids, degrade
 from tgsr.losses import LossSuite
-from tgsr.models import Generator, TextAttention, TextEncoder, build_image_encoder
+from tgsr.models import TextAttention, TextEncoder, build_generator, build_image_encoder
 from tgsr.models.discriminator import Discriminator
 
 EXPECTED = {  # name: (use_text, refine branch, loss terms)
@@ -43,7 +43,7 @@ def test_preset_builds_and_steps(name):
     cfg = load_config(name, TINY)
     torch.manual_seed(0)
     scale, word_dim = cfg.data.scale, 2 * cfg.damsm.text_encoder.hidden_dim
-    gen = Generator(scale, word_dim, **dataclasses.asdict(cfg.generator))
+    gen = build_generator(cfg.generator, word_dim, scale)
     suite = LossSuite(cfg.loss, cfg.generator, cfg.damsm, cfg.data.degradation)
     assert set(suite.terms) == terms
     n_tam = sum(isinstance(m, TextAttention) for m in gen.modules())

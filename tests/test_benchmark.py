@@ -12,7 +12,7 @@ import torch
 
 from tgsr.data import synthetic as S
 from tgsr.data.degradations import degrade, image_to_tensor, imresize, quantize
-from tgsr.evaluation import benchmark as B
+from tgsr.evaluation import shapecaps as B
 
 
 @pytest.fixture(autouse=True)

@@ -100,4 +100,4 @@ def test_yaml11_words_stay_words_for_choices_and_work_for_booleans():
     cfg = load_config("quickstart", ["train.mixed_precision=no", "generator.coord_channels=no",
                                      "train.channels_last=off"])  # fmt: skip
     assert cfg.train.mixed_precision == "no"
-    assert cfg.generator.coord_channels is False and cfg.train.channels_last is False
+    assert cfg.generator.position_code == "subpixel" and cfg.train.channels_last is False

@@ -90,7 +90,7 @@ def test_padded_text_encoder_equals_packed():
     [(True, "paper", {}), (False, "paper", {}),
      (True, "released", {"refine_input": "highpass", "coord_channels": True}),
      (True, "paper", {"subpixel_coords": True, "word_norm": True, "word_adapter": "mlp",
-                      "sentence_cond": True, "coord_channels": True, "text_fusion": "concat_mul",
+                      "coord_channels": True, "text_fusion": "concat_mul",
                       "activation": "leaky_relu"})],
 )  # fmt: skip
 def test_onnx_parity(tmp_path, use_text, arch, extra):
@@ -120,8 +120,6 @@ def test_onnx_parity(tmp_path, use_text, arch, extra):
         assert np.abs(words - feats.words.numpy()).max() <= 1e-3
         assert np.abs(sentence - feats.sentence.numpy()).max() <= 1e-3
         feed.update(words=words, token_mask=feats.token_mask.numpy())
-        if extra.get("sentence_cond"):
-            feed["sentence"] = sentence
     outs = sess["generator"].run(None, feed)
     with torch.no_grad():
         text_args = () if not use_text else (feats.words, feats.sentence, feats.token_mask)

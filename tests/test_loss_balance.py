@@ -1,6 +1,5 @@
 """loss.balance = image and the TIC / cGAN schedule (loss.semantic_start / semantic_ramp)."""
 
-import dataclasses
 import json
 
 import pytest
@@ -9,7 +8,7 @@ import torch
 from tgsr.config import ConfigError, DAMSMConfig, GeneratorConfig, LossConfig
 from tgsr.data.degradations import build_pyramids, degrade
 from tgsr.losses import LossSuite
-from tgsr.models import Generator, LightImageEncoder, TextEncoder
+from tgsr.models import LightImageEncoder, TextEncoder, build_generator
 from tgsr.models.discriminator import Discriminator
 
 D = 16
@@ -18,7 +17,7 @@ D = 16
 def _setup(**loss):
     torch.manual_seed(0)
     gcfg = GeneratorConfig(channels=8)
-    gen = Generator(4, D, **dataclasses.asdict(gcfg))
+    gen = build_generator(gcfg, D, 4)
     text_enc = TextEncoder(20, 8, D // 2, 0.0).eval()
     tokens = torch.randint(2, 20, (3, 5))
     lengths = torch.tensor([5, 2, 3])

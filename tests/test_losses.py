@@ -4,7 +4,7 @@ import torch
 from tgsr.config import DAMSMConfig, GeneratorConfig, LossConfig
 from tgsr.data.degradations import build_pyramids, degrade
 from tgsr.losses import LossSuite, tar_loss, tar_weight
-from tgsr.models import Generator, LightImageEncoder, TextEncoder
+from tgsr.models import LightImageEncoder, TextEncoder, build_generator
 from tgsr.models.discriminator import Discriminator
 
 D = 16
@@ -13,7 +13,7 @@ D = 16
 def _setup(use_text=True, coarse_to_fine=True, **loss):
     torch.manual_seed(0)
     gcfg = GeneratorConfig(channels=8, use_text=use_text, coarse_to_fine=coarse_to_fine)
-    gen = Generator(4, D, **{k: getattr(gcfg, k) for k in gcfg.__dataclass_fields__})
+    gen = build_generator(gcfg, D, 4)
     text_enc = TextEncoder(20, 8, D // 2, 0.0).eval()
     tokens = torch.randint(2, 20, (3, 5))
     lengths = torch.tensor([5, 2, 3])

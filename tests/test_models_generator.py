@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from tgsr.models import Generator, TextAttention, TextEncoder
+from tgsr.config import GeneratorConfig
+from tgsr.models import TextAttention, TextEncoder, build_generator
 
 D = 16
 
@@ -22,7 +23,7 @@ def _encoder():
 def _gen(scale=8, arch="paper", **kw):
     torch.manual_seed(0)
     kw.setdefault("channels", 8)
-    return Generator(scale, D, arch=arch, **kw).eval()
+    return build_generator(GeneratorConfig(arch=arch, **kw), D, scale).eval()
 
 
 @pytest.mark.parametrize("arch", ["paper", "released"])
@@ -99,7 +100,7 @@ def test_mixed_lengths_equal_each_alone(arch):
 
 def test_paper_options_and_backward():
     gen = _gen(
-        8, "paper", activation="leaky_relu", coord_channels=True, text_fusion="concat_mul"
+        8, "paper", activation="leaky_relu", position_code="coords", text_fusion="concat_mul"
     ).train()
     feats = _encoder().encode(*_text())
     out = gen(torch.rand(2, 3, 8, 8), feats.words, None, feats.token_mask)
@@ -146,7 +147,8 @@ def test_text_required_when_use_text():
 def test_released_parameter_counts_match_checkpoint():
     """docs/paper_vs_code.md R4: global branch 908,656 − CA net 102,800 (not built), refine
     282,656."""
-    gen = Generator(8, 256, arch="released", channels=32, num_res_blocks=2, refine_res_blocks=6)
+    cfg = GeneratorConfig(arch="released", channels=32, num_res_blocks=2, refine_res_blocks=6)
+    gen = build_generator(cfg, 256, 8)
     refine = sum(p.numel() for n, p in gen.named_parameters() if n.startswith(("convin", "refine")))
     total = sum(p.numel() for p in gen.parameters())
     assert (total - refine, refine) == (805_856, 282_656)

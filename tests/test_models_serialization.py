@@ -3,12 +3,12 @@ import json
 import pytest
 import torch
 
-from tgsr.config import DAMSMConfig, ImageEncoderConfig, TextEncoderConfig
+from tgsr.config import DAMSMConfig, GeneratorConfig, ImageEncoderConfig, TextEncoderConfig
 from tgsr.errors import ModelFormatError
 from tgsr.models import (
-    Generator,
     LightImageEncoder,
     TextEncoder,
+    build_generator,
     load_component,
     load_damsm,
     load_generator,
@@ -18,9 +18,14 @@ from tgsr.models import (
     save_generator,
     save_text_encoder,
 )
+from tgsr.models.serialization import generator_config_dict
 from tgsr.text import Vocabulary
 
 VOCAB = Vocabulary.build(["a red square on the left", "a blue circle on the right"])
+
+
+def _generator(**kw):
+    return build_generator(GeneratorConfig(**kw), 8, 4)
 
 
 def _text_inputs():
@@ -31,7 +36,8 @@ def _text_inputs():
 @pytest.mark.parametrize("arch", ["paper", "released"])
 def test_generator_round_trip(tmp_path, arch):
     torch.manual_seed(0)
-    gen = Generator(4, 8, arch=arch, channels=8, coord_channels=True).eval()
+    gen = build_generator(GeneratorConfig(arch=arch, channels=8, position_code="coords"), 8, 4)
+    gen = gen.eval()
     lq, words = torch.rand(2, 3, 8, 8), torch.randn(2, 8, 4)
     mask = torch.tensor([[False, False, False, True], [False, False, True, True]])
     save_generator(gen, tmp_path / "g", extra={"note": "x"})
@@ -70,18 +76,19 @@ def test_text_encoder_and_damsm_round_trip(tmp_path):
 
 def test_format_errors(tmp_path):
     torch.manual_seed(0)
-    gen = Generator(4, 8, channels=8)
+    gen = _generator(channels=8)
     save_generator(gen, tmp_path / "g")
     with pytest.raises(ModelFormatError, match="not found"):
         load_generator(tmp_path / "missing")
     with pytest.raises(ModelFormatError, match="holds a 'generator', expected a 'text_encoder'"):
         load_text_encoder(tmp_path / "g")
     # wrong architecture: same kind, other widths -> shape mismatch names the keys
-    save_component(Generator(4, 8, channels=4), tmp_path / "g4", "generator", dict(gen.config))
+    config = generator_config_dict(gen)
+    save_component(_generator(channels=4), tmp_path / "g4", "generator", config)
     with pytest.raises(ModelFormatError, match=r"shape mismatch: head\.0\.weight"):
         load_generator(tmp_path / "g4")
     save_component(
-        Generator(4, 8, channels=8, use_text=False), tmp_path / "nt", "generator", dict(gen.config)
+        _generator(channels=8, use_text=False), tmp_path / "nt", "generator", config
     )
     with pytest.raises(ModelFormatError, match=r"missing keys: stages\.0\.tam"):
         load_generator(tmp_path / "nt")
@@ -120,5 +127,5 @@ def test_damsm_folder_needs_vocab(tmp_path):
 
 
 def test_no_temp_files_left(tmp_path):
-    save_generator(Generator(4, 8, channels=4), tmp_path / "g")
+    save_generator(_generator(channels=4), tmp_path / "g")
     assert not [p for p in (tmp_path / "g").iterdir() if p.name.startswith(".")]

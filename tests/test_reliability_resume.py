@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 from tgsr.config import load_config
-from tgsr.data.synthetic_text import build_vocabulary
+from tgsr.data.synthetic import build_vocabulary
 from tgsr.training.checkpoint import ShuffledBatches
 from tgsr.training.common import infinite
 

@@ -6,9 +6,9 @@ Public API::
     from tgsr import TGSRPipeline, load_config
 """
 
+from tgsr._version import __version__
 from tgsr.config import Config, ConfigError, load_config
 
-__version__ = "0.1.0"
 __all__ = ["Config", "ConfigError", "TGSRPipeline", "__version__", "load_config"]
 
 

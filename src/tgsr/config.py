@@ -6,8 +6,8 @@
   merges the file over its parent.
 * ``--set a.b=value`` overrides are applied last; the value is parsed as YAML.
 
-Config keys equal constructor argument names, so ``Generator(**asdict(cfg.generator))``
-style construction needs no translation table.
+A model is built from its section as it is: ``PaperGenerator(cfg.generator, scale, word_dim)``
+(nanoGPT's ``GPT(config)``), and a generator folder's ``config.json`` holds that section.
 """
 
 from __future__ import annotations
@@ -90,11 +90,16 @@ class DataConfig:
     cache: bool = True  # cache the resized decode of real images (docs/real_data.md)
     cache_dir: str | None = None  # None: $TGSR_CACHE_DIR, else ~/.cache/tgsr
     num_workers: int = 0
+    # training only, real formats: the probability that a sample's LR input loses its colour
+    # (chroma scaled by a random factor in [0, 1), luma kept); the target keeps it, so the caption
+    # is then the only source of colour (docs/real_data.md#making-the-caption-matter)
+    lq_colour_drop: float = 0.0
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
     def validate(self) -> None:
         _require("data", self, hr_size=">=1", lowpass_sigma=">0", max_words=">=1",
-                 captions_per_image=">=1", num_workers=">=0")  # fmt: skip
+                 captions_per_image=">=1", num_workers=">=0",
+                 lq_colour_drop="[0,1]")  # fmt: skip
         if self.load_ratio < 1:
             raise ConfigError(
                 f"data.load_ratio must be >= 1 (it then crops), got {self.load_ratio}"
@@ -110,6 +115,8 @@ class DataConfig:
             raise ConfigError("data.max_words must be >= 1")
         if self.format != "synthetic" and not self.root:
             raise ConfigError(f"data.root is required for data.format={self.format!r}")
+        if self.format == "synthetic" and self.lq_colour_drop > 0:
+            raise ConfigError("data.lq_colour_drop applies to real photographs, not ShapeCaps")
 
 
 @dataclass
@@ -166,7 +173,11 @@ class DAMSMConfig:
 
 @dataclass
 class GeneratorConfig:
-    """Coarse-to-fine TGSR generator. ``arch`` picks the paper or the released-code layout."""
+    """Coarse-to-fine TGSR generator (paper Sec. 3.3, Fig. 2). ``arch`` picks the class:
+    ``paper`` -> ``PaperGenerator``, ``released`` -> ``ReleasedGenerator``
+    (``tgsr.models.factory.build_generator``). The keys after ``activation`` are additions
+    beyond the paper (docs/paper_vs_code.md); a module whose key is off is not built, and a key
+    that would do nothing in its combination is an error (``validate``)."""
 
     arch: Literal["paper", "released"] = "paper"
     channels: int = 64
@@ -174,12 +185,15 @@ class GeneratorConfig:
     refine_res_blocks: int = 1  # residual blocks in the refine branch (released: 6 at LR size)
     use_text: bool = True  # build the Text Attention Module (paper's "+TAM")
     coarse_to_fine: bool = True  # build the refine branch (paper's "+coarse-to-fine")
-    activation: Literal["relu", "leaky_relu"] = "relu"
-    coord_channels: bool = False  # add x/y coordinate channels to the LR input (binding aid)
-    subpixel_coords: bool = False  # sub-pixel position channels after each x2 stage (LIIF-style)
+    activation: Literal["relu", "leaky_relu"] = "relu"  # paper layout only (released: GLU)
+    # where each pixel is: "coords" appends x/y coordinate channels to the LR input (binding
+    # aid); "subpixel" adds a projected sub-pixel phase code after each x2 stage (LIIF-style,
+    # paper layout only); "coords+subpixel" both. Replaces the old keys coord_channels and
+    # subpixel_coords, which are still read (_upgrade_generator_keys).
+    position_code: Literal["none", "coords", "subpixel", "coords+subpixel"] = "none"
+    # text-conditioning additions (tgsr.models.text_conditioning), need use_text=true:
     word_norm: bool = False  # masked BatchNorm of the word features before the TAMs
-    word_adapter: Literal["none", "mlp"] = "none"  # trainable per-word MLP on the frozen features
-    sentence_cond: bool = False  # FiLM of every stage by the (standardised) sentence feature
+    word_adapter: Literal["none", "mlp"] = "none"  # trainable per-word MLP on the word features
     text_fusion: Literal["concat", "concat_mul"] = "concat"  # concat_mul adds features*attended
     refine_input: Literal["lq", "highpass"] = "lq"  # released: LR - blur(LR)
     image_residual: bool = True  # image heads predict a residual over bicubic(lq) (not in paper)
@@ -187,12 +201,73 @@ class GeneratorConfig:
     def validate(self) -> None:
         if self.channels < 4:
             raise ConfigError("generator.channels must be >= 4")
-        if self.arch == "released" and self.text_fusion != "concat":
-            raise ConfigError("generator.text_fusion must be 'concat' for arch='released'")
         if self.num_res_blocks < 0 or self.refine_res_blocks < 0:
             raise ConfigError(
                 "generator.num_res_blocks and generator.refine_res_blocks must be >= 0"
             )
+        if self.arch == "released":
+            if not self.coarse_to_fine:
+                raise ConfigError("generator.arch='released' always has the refine branch")
+            if self.text_fusion != "concat":
+                raise ConfigError("generator.text_fusion must be 'concat' for arch='released'")
+            if "subpixel" in self.position_code:
+                raise ConfigError(
+                    "generator.position_code: 'subpixel' is implemented for arch='paper'; "
+                    "use 'none' or 'coords' with arch='released'"
+                )
+            if self.activation != "relu":
+                raise ConfigError(
+                    "generator.activation does nothing with arch='released' (GLU blocks): "
+                    "leave it 'relu'"
+                )
+        if not self.use_text:
+            unused = [k for k, off in _TEXT_KEYS.items() if getattr(self, k) != off]
+            if unused:
+                keys = ", ".join(f"generator.{k}" for k in unused)
+                offs = ", ".join(f"{k}={_TEXT_KEYS[k]}" for k in unused)
+                raise ConfigError(
+                    f"{keys} needs text but generator.use_text=false: set {offs} "
+                    "or generator.use_text=true"
+                )
+        if not self.coarse_to_fine and self.refine_input != "lq":
+            raise ConfigError(
+                "generator.refine_input feeds the refine branch: it needs "
+                "generator.coarse_to_fine=true (or refine_input=lq)"
+            )
+
+
+# the text-conditioning keys and their "off" values (an error with use_text=false)
+_TEXT_KEYS = {"word_norm": False, "word_adapter": "none", "text_fusion": "concat"}
+
+
+def _upgrade_generator_keys(data: dict, prefix: str) -> dict:
+    """Read generator keys of earlier versions (old presets, saved runs, generator folders):
+    ``coord_channels`` / ``subpixel_coords`` -> ``position_code`` (over the ``position_code``
+    given beside them, else "none"); ``sentence_cond`` (removed: measured harmful,
+    docs/quickstart.md) is dropped when false and an error when true."""
+    old = {"coord_channels", "subpixel_coords", "sentence_cond"} & set(data)
+    if not old:
+        return data
+    data = dict(data)
+    if "sentence_cond" in data and _coerce(
+        data.pop("sentence_cond"), bool, f"{prefix}.sentence_cond"
+    ):
+        raise ConfigError(
+            f"{prefix}.sentence_cond was removed (FiLM by the sentence feature lowered "
+            "two-object accuracy from 1.00 to 0.42, docs/quickstart.md): delete the key"
+        )
+    if old - {"sentence_cond"}:
+        hints = typing.get_type_hints(GeneratorConfig)
+        code = _coerce(data.get("position_code", "none"), hints["position_code"],
+                       f"{prefix}.position_code")  # fmt: skip
+        coords, subpixel = code.startswith("coords"), code.endswith("subpixel")
+        if "coord_channels" in data:
+            coords = _coerce(data.pop("coord_channels"), bool, f"{prefix}.coord_channels")
+        if "subpixel_coords" in data:
+            subpixel = _coerce(data.pop("subpixel_coords"), bool, f"{prefix}.subpixel_coords")
+        parts = [name for name, on in (("coords", coords), ("subpixel", subpixel)) if on]
+        data["position_code"] = "+".join(parts) or "none"
+    return data
 
 
 @dataclass
@@ -200,6 +275,9 @@ class DiscriminatorConfig:
     channels: int = 64
     conditional: bool = True  # sentence-conditioned logits besides the unconditional ones
     norm: Literal["batch", "spectral"] = "batch"  # AttnGAN's BatchNorm, or spectral norm
+
+    def validate(self) -> None:
+        _require("discriminator", self, channels=">=1")
 
 
 @dataclass
@@ -329,8 +407,8 @@ class Config:
     name: str = "tgsr"
 
     def validate(self) -> Config:
-        sections = (self.data, self.damsm, self.generator, self.loss, self.train,
-                    self.damsm_train, self.eval)  # fmt: skip
+        sections = (self.data, self.damsm, self.generator, self.discriminator, self.loss,
+                    self.train, self.damsm_train, self.eval)  # fmt: skip
         for section in sections:
             section.validate()
         g, loss = self.generator, self.loss
@@ -352,8 +430,6 @@ class Config:
             )
         if loss.l2 == 0 and not g.coarse_to_fine:
             raise ConfigError("loss.l2 = 0 without a refine branch leaves no pixel loss")
-        if g.arch == "released" and not g.coarse_to_fine:
-            raise ConfigError("generator.arch='released' always has the refine branch")
         if loss.cgan > 0 and self.discriminator.conditional and not g.use_text:
             raise ConfigError(
                 "discriminator.conditional=true needs text: set generator.use_text=true or "
@@ -364,8 +440,6 @@ class Config:
                 f"train.text_encoder={self.train.text_encoder!r} trains the generator's text "
                 "encoder, but generator.use_text=false: set train.text_encoder=frozen"
             )
-        if self.discriminator.channels < 1:
-            raise ConfigError("discriminator.channels must be >= 1")
         return self
 
 
@@ -540,6 +614,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
 
 def _build(cls: type, data: dict, prefix: str = ""):
+    if cls is GeneratorConfig:
+        data = _upgrade_generator_keys(data, prefix or "generator")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     for k in data:

@@ -1,14 +1,16 @@
 """Run folder -> pipeline folder (``tgsr export``), and ONNX export.
 
-A training run folder (``docs/architecture.md``) holds the resolved ``config.yaml``, the EMA
-generator, a copy of the DAMSM and the training state. Inference needs only the generator, the
-DAMSM *text* encoder and the vocabulary: the optimizer states, the discriminator and the DAMSM
-image encoder are left behind.
+A training run folder (``docs/architecture.md``, read by :mod:`tgsr.run_folder`) holds the
+resolved ``config.yaml``, the EMA generator, a copy of the DAMSM and the training state. Inference
+needs only the generator, the DAMSM *text* encoder and the vocabulary: the optimizer states, the
+discriminator and the DAMSM image encoder are left behind.
 
 ONNX (``--onnx``): ``DIR/onnx/generator.onnx`` and ``DIR/onnx/text_encoder.onnx``, opset 17,
 dynamic batch (and dynamic LR height/width for the generator); captions are padded to
-``max_words``. The bi-LSTM runs on packed sequences in PyTorch, which ONNX cannot express;
-:class:`PaddedTextEncoder` computes the same outputs on the padded batch (see its docstring).
+``max_words``. The generator is traced as it runs in PyTorch (its low-pass,
+:func:`tgsr.ops.lowpass`, traces as it is). The bi-LSTM runs on packed sequences in PyTorch,
+which ONNX cannot express; :class:`PaddedTextEncoder` computes the same outputs on the padded
+batch (see its docstring).
 
 ONNX inputs / outputs::
 
@@ -20,17 +22,17 @@ ONNX inputs / outputs::
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from tgsr.errors import ModelFormatError, TGSRError
-from tgsr.pipeline import PIPELINE_NAME, PipelineInfo, TGSRPipeline
+from tgsr.errors import TGSRError
+from tgsr.pipeline import PIPELINE_NAME, TGSRPipeline, pipeline_from_run
+
+# onnx is an optional dependency (``tgsr[onnx]``): imported by export_onnx only
 
 ONNX_OPSET = 17
 
@@ -41,141 +43,6 @@ __all__ = [
     "export_pipeline",
     "pipeline_from_run",
 ]
-
-
-# ----------------------------------------------------------------------------- run folder
-
-
-def _load_run_config(run: Path):
-    from tgsr.config import ConfigError, load_config
-
-    path = run / "config.yaml"
-    if not path.is_file():
-        raise ModelFormatError(f"{run}: not a training run folder (no config.yaml)")
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        raise ModelFormatError(f"{path}: {exc}") from None
-
-
-def _checkpoint_folder(run: Path, what: str) -> Path:
-    """The newest checkpoint of ``run`` that verifies (``checkpoints/last``, else an older
-    ``step_*`` one, e.g. after a kill between the two renames of a checkpoint write)."""
-    from tgsr.training.checkpoint import latest_checkpoint
-
-    found = latest_checkpoint(run / "checkpoints")
-    if found is None:
-        raise ModelFormatError(
-            f"{run}: no {what}/ folder and no usable checkpoint in checkpoints/ "
-            "(training never saved a model)"
-        )
-    return found[0]
-
-
-def _state_from_checkpoint(run: Path, prefixes: tuple[str, ...], what: str) -> dict:
-    """The first of ``prefixes`` found in the newest valid checkpoint as a plain state dict (an
-    EMA's ``module.`` prefix and ``n_averaged`` counter removed)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    weights = _checkpoint_folder(run, what) / "models.safetensors"
-    try:
-        tensors = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelFormatError(f"{weights}: corrupt checkpoint ({exc})") from None
-    for prefix in prefixes:
-        state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-        if state:
-            state.pop("n_averaged", None)
-            return {k.removeprefix("module."): v for k, v in state.items()}
-    raise ModelFormatError(f"{weights}: holds no {what} weights")
-
-
-def _generator_from_checkpoint(run: Path, cfg) -> nn.Module:
-    """The EMA (else the raw) generator from the newest valid checkpoint when training did not
-    finish."""
-    from tgsr.models import Generator
-    from tgsr.models.serialization import load_state_strict
-
-    state = _state_from_checkpoint(run, ("ema.", "generator."), "generator")
-    word_dim = 2 * cfg.damsm.text_encoder.hidden_dim
-    generator = Generator(cfg.data.scale, word_dim, **asdict(cfg.generator))
-    load_state_strict(generator, state, run / "checkpoints")
-    return generator.eval()
-
-
-def _damsm_dir(run: Path, cfg) -> Path:
-    """The run's copy of its DAMSM, else the one its config names."""
-    damsm = run / "damsm"
-    if not damsm.is_dir() and cfg.damsm.path:
-        damsm = Path(cfg.damsm.path)
-    return damsm
-
-
-def run_text_encoder(run: Path, cfg):
-    """The text encoder that conditions a run's generator, and the vocabulary saved with it
-    (or None), as :func:`load_text_encoder` returns them: the DAMSM's
-    (``train.text_encoder: frozen``), else the trained ``RUN/text_encoder`` (or, when training
-    did not finish, the one in the newest valid checkpoint)."""
-    from tgsr.models.serialization import load_state_strict, load_text_encoder
-    from tgsr.models.text_encoder import TextEncoder
-
-    if cfg.train.text_encoder == "frozen":
-        damsm = _damsm_dir(run, cfg)
-        if not (damsm / "text_encoder").is_dir():
-            raise ModelFormatError(f"{run}: no damsm/text_encoder folder (needed for the text)")
-        return load_text_encoder(damsm / "text_encoder")
-    if (run / "text_encoder" / "config.json").is_file():
-        return load_text_encoder(run / "text_encoder")
-    state = _state_from_checkpoint(run, ("text_ema.", "text_encoder."), "text_encoder")
-    vocab_size, embedding_dim = state.get("embedding.weight", torch.zeros(0, 0)).shape
-    hidden_dim = cfg.damsm.text_encoder.hidden_dim
-    encoder = TextEncoder(vocab_size, embedding_dim, hidden_dim, dropout=0.0)
-    load_state_strict(encoder, state, run / "checkpoints")
-    return encoder.eval(), None
-
-
-def pipeline_from_run(run_dir: str | Path) -> TGSRPipeline:
-    """Build the inference pipeline of a training run folder (CPU, float32)."""
-    from tgsr import __version__
-    from tgsr.models.serialization import load_generator
-    from tgsr.text import Vocabulary
-
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise ModelFormatError(f"run folder not found: {run}")
-    cfg = _load_run_config(run)
-    if (run / "generator" / "config.json").is_file():
-        generator = load_generator(run / "generator")
-    else:
-        generator = _generator_from_checkpoint(run, cfg)
-    if generator.scale != cfg.data.scale:
-        raise ModelFormatError(
-            f"{run}: config.yaml says x{cfg.data.scale} but generator/ is x{generator.scale}"
-        )
-    text_encoder = vocab = None
-    if cfg.generator.use_text:
-        text_encoder, encoder_vocab = run_text_encoder(run, cfg)
-        vocab_path = run / "vocab.json"
-        if not vocab_path.is_file():
-            vocab_path = _damsm_dir(run, cfg) / "vocab.json"
-        try:
-            vocab = Vocabulary.load(vocab_path)
-        except (OSError, ValueError) as exc:
-            raise ModelFormatError(f"{run}: {exc}") from None
-        if encoder_vocab is not None and encoder_vocab != vocab:
-            raise ModelFormatError(f"{run}: vocab.json differs from the text encoder's vocabulary")
-    info = PipelineInfo(
-        scale=cfg.data.scale,
-        lq_size=cfg.data.hr_size // cfg.data.scale,
-        max_words=cfg.data.max_words,
-        degradation=cfg.data.degradation,
-        use_text=cfg.generator.use_text,
-        name=cfg.name,
-        source=str(run.resolve()),
-        tgsr_version=__version__,
-    )
-    return TGSRPipeline(generator, text_encoder, vocab, info)
 
 
 def export_pipeline(run_dir: str | Path, out_dir: str | Path, onnx: bool = False) -> Path:
@@ -249,41 +116,6 @@ class PaddedTextEncoder(nn.Module):
         return words, sentence
 
 
-def _traceable_lowpass(img: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
-    """:func:`tgsr.data.degradations.lowpass` with a kernel of constant shape for the ONNX tracer
-    (the library version expands the kernel to the traced channel count, which ONNX cannot
-    export as a convolution weight). Same math: symmetric borders, separable Gaussian."""
-    import torch.nn.functional as F
-
-    from tgsr.data.degradations import gaussian_kernel
-
-    if sigma <= 0:
-        return img
-    c = int(img.shape[1])  # a constant in the graph: the refine input always has 3 channels
-    k = gaussian_kernel(sigma).to(img.dtype)
-    r = (k.numel() - 1) // 2
-
-    def mirror(n):  # indices of a length-n signal padded by r, edge repeated
-        i = torch.remainder(torch.arange(-r, n + r), 2 * n)
-        return torch.where(i < n, i, 2 * n - 1 - i)
-
-    x = img.index_select(2, mirror(img.shape[2])).index_select(3, mirror(img.shape[3]))
-    x = F.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)  # (B, C, H, W + 2r)
-    return F.conv2d(x, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)  # (B, C, H, W)
-
-
-@contextlib.contextmanager
-def _onnx_friendly_modules():
-    import tgsr.models.generator as generator_module
-
-    original = generator_module.lowpass
-    generator_module.lowpass = _traceable_lowpass
-    try:
-        yield
-    finally:
-        generator_module.lowpass = original
-
-
 class _GeneratorGraph(nn.Module):
     """Generator forward with plain tensor outputs: (sr, attn of the last TAM) or sr."""
 
@@ -351,17 +183,16 @@ def export_onnx(pipe: TGSRPipeline, out_dir: str | Path, opset: int = ONNX_OPSET
             axes = {"lq": {0: "batch", 2: "height", 3: "width"},
                     "sr": {0: "batch", 2: "out_height", 3: "out_width"}}  # fmt: skip
         path = out / "generator.onnx"
-        with _onnx_friendly_modules():
-            torch.onnx.export(
-                _GeneratorGraph(generator).eval(),  # the exporter restores the wrapper's mode
-                args,
-                str(path),
-                dynamo=False,
-                opset_version=opset,
-                input_names=names,
-                output_names=outputs,
-                dynamic_axes=axes,
-            )
+        torch.onnx.export(
+            _GeneratorGraph(generator).eval(),  # the exporter restores the wrapper's mode
+            args,
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=names,
+            output_names=outputs,
+            dynamic_axes=axes,
+        )
         written.append(path)
     pipe.to(pipe.device, dtype=pipe.dtype)  # back to the pipeline's dtype (norms stay float32)
     pipe.generator.eval()

@@ -44,9 +44,31 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from PIL import Image
 
+from tgsr._version import __version__
+from tgsr.data.degradations import imresize
+from tgsr.data.images import _to_rgb
 from tgsr.device import fast_bf16
 from tgsr.errors import BadInputError, ModelFormatError, TGSRError
+from tgsr.models.serialization import (
+    load_generator,
+    load_text_encoder,
+    save_generator,
+    save_text_encoder,
+)
+from tgsr.run_folder import read_run
+from tgsr.text import Vocabulary, tokenize
+from tgsr.tiling import (
+    TilePlan,
+    parse_memory,
+    peak_activation_bytes,
+    plan_tiles,
+    receptive_radius,
+    tiled_apply,
+)
+
+# matplotlib (about 1 s to import) is imported by attention_to_image only: upscaling never needs it
 
 PIPELINE_FORMAT_VERSION = 1
 PIPELINE_NAME = "pipeline.json"
@@ -60,6 +82,7 @@ __all__ = [
     "TGSRPipeline",
     "DEFAULT_MAX_MEMORY",
     "fast_bf16",
+    "pipeline_from_run",
     "resolve_dtype",
 ]
 
@@ -173,13 +196,7 @@ class TGSROutput:
 
 def to_batch(image) -> torch.Tensor:
     """PIL / numpy uint8 / torch float in [0, 1] -> float32 ``(B, 3, H, W)`` on the CPU."""
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - Pillow is a dependency
-        Image = None  # noqa: N806
-    if Image is not None and isinstance(image, Image.Image):
-        from tgsr.data.images import _to_rgb
-
+    if isinstance(image, Image.Image):
         image = _to_rgb(image)
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8:
@@ -235,8 +252,6 @@ def _from_batch(sr: torch.Tensor, output_type: OutputType):
     arrays = [x.permute(1, 2, 0).cpu().numpy() for x in sr]
     if output_type == "np":
         return arrays
-    from PIL import Image
-
     return [Image.fromarray(a) for a in arrays]
 
 
@@ -278,7 +293,7 @@ class TGSRPipeline:
                 f"vocab.json has {len(self.vocab)} words but the text encoder "
                 f"{self.text_encoder.vocab_size}"
             )
-        word_dim = gen.config.get("word_dim") if hasattr(gen, "config") else None
+        word_dim = getattr(gen, "word_dim", None)
         if word_dim is not None and word_dim != self.text_encoder.feature_dim:
             raise ModelFormatError(
                 f"the text encoder gives {self.text_encoder.feature_dim}-d words but the "
@@ -297,15 +312,10 @@ class TGSRPipeline:
 
         ``dtype="auto"`` runs the generator in bf16 where that is faster (:func:`fast_bf16`: CUDA
         GPUs with bf16, CPUs with AMX / AVX-512-BF16) and in float32 elsewhere."""
-        from tgsr.models.serialization import load_generator, load_text_encoder
-        from tgsr.text import Vocabulary
-
         path = Path(path)
         if not path.is_dir():
             raise ModelFormatError(f"model folder not found: {path}")
         if not (path / PIPELINE_NAME).is_file() and (path / "config.yaml").is_file():
-            from tgsr.export import pipeline_from_run
-
             return pipeline_from_run(path).to(device, dtype=dtype)
         info = PipelineInfo.load(path / PIPELINE_NAME)
         generator = load_generator(path / "generator")
@@ -323,9 +333,6 @@ class TGSRPipeline:
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         """Write the pipeline folder (``pipeline.json`` last, so its presence means complete)."""
-        from tgsr import __version__
-        from tgsr.models.serialization import save_generator, save_text_encoder
-
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         (path / PIPELINE_NAME).unlink(missing_ok=True)
@@ -385,8 +392,6 @@ class TGSRPipeline:
     # -- text ----------------------------------------------------------------------------------
     def encode_text(self, captions: list[str]):
         """Captions -> (TextFeatures on the device, words read, unknown words, warnings)."""
-        from tgsr.text import tokenize
-
         if not self.use_text:
             return None, [[] for _ in captions], [[] for _ in captions], []
         ids, lengths, words, unknown, notes = [], [], [], [], []
@@ -426,8 +431,6 @@ class TGSRPipeline:
         generator's receptive-field radius, so every output pixel equals the untiled one.
         A given ``tile``/``overlap`` (or ``pipeline.json``'s) is used as it is; an overlap
         below twice the radius is blended across the seams instead."""
-        from tgsr.tiling import TilePlan, parse_memory, peak_activation_bytes, plan_tiles
-
         if tile == 0:
             return None
         budget = parse_memory(DEFAULT_MAX_MEMORY if max_memory is None else max_memory)
@@ -464,8 +467,6 @@ class TGSRPipeline:
     def receptive_radius(self) -> int:
         """The generator's receptive-field radius in LR pixels (computed once, then cached)."""
         if self._radius is None:
-            from tgsr.tiling import receptive_radius
-
             self._radius = receptive_radius(self.generator)
         return self._radius
 
@@ -499,8 +500,6 @@ class TGSRPipeline:
             output_type: ``"pil"`` (default), ``"np"`` (uint8 arrays) or ``"pt"``.
             progress: optional ``progress(done, total)`` callback per batch of tiles.
         """
-        from tgsr.tiling import tiled_apply
-
         if output_type not in ("pil", "np", "pt"):
             raise TGSRError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
         lq = to_batch(image)
@@ -572,8 +571,6 @@ class TGSRPipeline:
 
     def bicubic(self, image, output_type: OutputType = "pil"):
         """The MATLAB-bicubic upscale of ``image`` by the model's scale (the usual baseline)."""
-        from tgsr.data.degradations import imresize
-
         lq = to_batch(image)
         return _from_batch(imresize(lq, self.scale, method="bicubic"), output_type)
 
@@ -585,10 +582,27 @@ class TGSRPipeline:
         )
 
 
+def pipeline_from_run(run_dir: str | os.PathLike) -> TGSRPipeline:
+    """The inference pipeline of a training run folder (CPU, float32; :mod:`tgsr.run_folder`)."""
+    run = read_run(run_dir)
+    cfg = run.config
+    info = PipelineInfo(
+        scale=cfg.data.scale,
+        lq_size=cfg.data.hr_size // cfg.data.scale,
+        max_words=cfg.data.max_words,
+        degradation=cfg.data.degradation,
+        use_text=cfg.generator.use_text,
+        name=cfg.name,
+        source=str(run.path.resolve()),
+        tgsr_version=__version__,
+    )
+    return TGSRPipeline(run.generator, run.text_encoder, run.vocab, info)
+
+
 def attention_to_image(attn: torch.Tensor, size: tuple[int, int] | None = None) -> np.ndarray:
     """One word map ``(h, w)`` with values in [0, 1] -> uint8 RGB heat map (``size=(H, W)``:
     nearest-upsampled). Values are not renormalised, so maps of different words compare."""
-    from matplotlib import colormaps
+    from matplotlib import colormaps  # lazy: see the note at the imports
 
     a = attn.detach().float().clamp(0, 1)
     if size is not None and tuple(a.shape) != tuple(size):

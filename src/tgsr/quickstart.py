@@ -63,7 +63,7 @@ def _write_examples(folder: Path, seed: int, num: int = 4) -> list[tuple[Path, s
 
     from tgsr.data.synthetic import write_dataset
     from tgsr.data.synthetic_text import make_caption
-    from tgsr.evaluation.benchmark import can_edit, make_edit
+    from tgsr.evaluation.shapecaps import can_edit, make_edit
 
     write_dataset(folder, num=num, size=64, seed=seed, split="test", scale=8, captions=1)
     records = [json.loads(line) for line in (folder / "attributes.jsonl").read_text().splitlines()]

@@ -17,11 +17,16 @@ equals the untiled one; otherwise the residual edge error is spread smoothly ove
 
 from __future__ import annotations
 
+import json
 import math
+import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
+
+from tgsr.models.factory import build_generator
+from tgsr.models.generator import GeneratorBase
 
 __all__ = [
     "TilePlan",
@@ -250,31 +255,33 @@ def _probe_inputs(generator, size: int, batch: int, device, dtype, word_dim: int
 _RADIUS_CACHE: dict[str, int] = {}
 
 
+def _config_and_key(generator: torch.nn.Module, what: str):
+    """(the generator's GeneratorConfig, a cache key of its layout)."""
+    if not isinstance(generator, GeneratorBase):
+        raise ValueError(f"{what} needs a tgsr generator (PaperGenerator / ReleasedGenerator)")
+    key = json.dumps({"scale": generator.scale, **asdict(generator.config)}, sort_keys=True)
+    return generator.config, key
+
+
 def receptive_radius(generator: torch.nn.Module, max_size: int = 256) -> int:
     """The generator's receptive-field radius in LR pixels, computed (not guessed).
 
-    A narrow twin of the generator (same config, 2 channels, LeakyReLU so that no path
+    A narrow twin of the generator (same config, 4 channels, LeakyReLU so that no path
     is cut by a dead unit; the field is a property of the layout, not of the width or weights)
     is run on a random input; the gradient of one central LR cell of the output with respect to
     the input is non-zero exactly on the input pixels that cell depends on. The largest distance
     from the centre is the radius: a tile crop with at least this margin equals the untiled
     output. Cached per config."""
-    import json
-
-    from tgsr.models.generator import Generator
-
-    config = dict(getattr(generator, "config", {}))
-    if not config:
-        raise ValueError("receptive_radius needs a tgsr Generator (with .config)")
-    key = json.dumps(config, sort_keys=True)
+    config, key = _config_and_key(generator, "receptive_radius")
     if key in _RADIUS_CACHE:
         return _RADIUS_CACHE[key]
-    twin_cfg = {**config, "channels": 2, "word_dim": 8, "activation": "leaky_relu"}
-    if twin_cfg.get("arch") == "released":
-        twin_cfg.pop("activation")
+    twin_cfg = replace(config, channels=4)
+    if config.arch == "paper":  # the released layout has GLU blocks, no activation choice
+        twin_cfg = replace(twin_cfg, activation="leaky_relu")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        twin = Generator(**twin_cfg).eval().requires_grad_(False)  # input gradients only
+        twin = build_generator(twin_cfg, 8, generator.scale)
+        twin = twin.eval().requires_grad_(False)  # input gradients only
         scale = twin.scale
         size = 25
         while True:
@@ -313,8 +320,6 @@ class _LiveBytes(torch.overrides.TorchFunctionMode):
             del self.live[key]
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        import weakref
-
         out = func(*args, **(kwargs or {}))
         for t in out if isinstance(out, (tuple, list)) else (out,):
             if not isinstance(t, torch.Tensor):
@@ -340,20 +345,14 @@ def activation_bytes(generator: torch.nn.Module) -> tuple[float, float]:
     Computed, not guessed: float32 twins of the generator (same config) with 4 and 8 channels
     are run on a 4 x 4 input while every tensor a torch function returns is counted until it
     is freed; the peak is linear in the output pixels and in the width. Cached per config."""
-    import json
-
-    from tgsr.models.generator import Generator
-
-    config = dict(getattr(generator, "config", {}))
-    if not config:
-        raise ValueError("activation_bytes needs a tgsr Generator (with .config)")
-    key = json.dumps(config, sort_keys=True)
+    config, key = _config_and_key(generator, "activation_bytes")
     if key not in _BYTES_CACHE:
         size, peaks = 4, []
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             for width in (4, 8):
-                twin = Generator(**{**config, "channels": width, "word_dim": 8}).eval()
+                twin = build_generator(replace(config, channels=width), 8, generator.scale)
+                twin = twin.eval()
                 args = _probe_inputs(twin, size, 1, "cpu", torch.float32, 8)
                 counter = _LiveBytes()
                 with torch.inference_mode(), counter:
@@ -374,7 +373,7 @@ def peak_activation_bytes(
         dtype = next(generator.parameters()).dtype
     a, b = activation_bytes(generator)
     itemsize = torch.empty((), dtype=dtype).element_size()
-    per_pixel = (a + b * int(generator.config["channels"])) * itemsize / 4
+    per_pixel = (a + b * int(generator.config.channels)) * itemsize / 4
     return int(batch * (lq_size * generator.scale) ** 2 * per_pixel)
 
 

@@ -1,4 +1,5 @@
-"""All ``tgsr`` commands, registered in one place. Heavy imports happen inside the commands."""
+"""All ``tgsr`` commands, registered in one place. Imports that pull in torch happen inside the
+commands (see the note in each command module), so ``tgsr --help`` answers at once."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from tgsr.cli import fetch as fetch_cmds
 from tgsr.cli import inference as inference_cmds
 from tgsr.cli import synth as synth_cmds
 from tgsr.cli import train as train_cmds
+from tgsr.config import ConfigError
+from tgsr.errors import TGSRError
 
 app = typer.Typer(
     name="tgsr",
@@ -48,9 +51,6 @@ fetch_app.command("niqe")(fetch_cmds.niqe)
 
 def main() -> None:
     """Console entry point: known errors become one line; TGSR_DEBUG=1 shows tracebacks."""
-    from tgsr.config import ConfigError
-    from tgsr.errors import TGSRError
-
     debug = bool(os.environ.get("TGSR_DEBUG"))
     try:
         app()

@@ -11,8 +11,17 @@ import json
 from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
 
-from tgsr.errors import TGSRError
+from tgsr.config import DataConfig
+from tgsr.data.images import list_images, load_image, save_png
+from tgsr.errors import BadInputError, TGSRError
+from tgsr.text import Vocabulary
+
+# Commands import what needs torch (tgsr.data.loader, tgsr.data.degradations) inside their bodies:
+# torch takes ~3-4 s to import and `tgsr --help` or a mistyped option should answer at once.
 
 REAL_FORMATS = ("cub", "oxford102", "coco", "celeba_hq", "celeba_attr", "folder", "jsonl")
 
@@ -41,9 +50,7 @@ def check(
         raise TGSRError(f"--split must be train, val or test, got {split!r}")
     if hr_size < 1:
         raise TGSRError("--hr-size must be >= 1")
-    from tgsr.config import DataConfig
     from tgsr.data.loader import check_dataset
-    from tgsr.text import Vocabulary
 
     vocabulary = None
     if vocab is not None:
@@ -57,9 +64,6 @@ def check(
         report = check_dataset(cfg, split, vocabulary)
         typer.echo(json.dumps(report))
     else:
-        from rich.console import Console
-        from rich.progress import Progress
-
         console = Console(stderr=True)
         with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
             task = progress.add_task("decoding images", total=None)
@@ -74,9 +78,6 @@ def check(
 
 
 def _print_report(report: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console()
     table = Table(title=f"{report['format']} {report['split']}: {report['root']}")
     table.add_column("check")
@@ -118,8 +119,6 @@ def _print_report(report: dict) -> None:
 
 
 def _collect_inputs(inputs: list[Path]) -> list[Path]:
-    from tgsr.data.images import list_images
-
     files: list[Path] = []
     for item in inputs:
         if item.is_dir():
@@ -151,13 +150,8 @@ def degrade(
         raise TGSRError(f"--scale must be >= 2, got {scale}")
     if method not in ("bicubic", "bilinear"):
         raise TGSRError(f"--method must be bicubic or bilinear, got {method!r}")
-    from rich.console import Console
-    from rich.progress import Progress
-
     from tgsr.data.degradations import degrade as degrade_image
     from tgsr.data.degradations import image_to_tensor, quantize, tensor_to_image
-    from tgsr.data.images import load_image, save_png
-    from tgsr.errors import BadInputError
 
     files = _collect_inputs(inputs)
     if not files:

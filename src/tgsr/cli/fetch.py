@@ -19,9 +19,13 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import typer
 
 from tgsr.errors import TGSRError
+
+# tgsr.evaluation.niqe is imported inside `niqe`: it pulls in torch (~3-4 s), which
+# `tgsr --help` should not wait for.
 
 BASICSR_VERSION = "1.4.2"
 NPZ_MEMBER = "basicsr/metrics/niqe_pris_params.npz"
@@ -66,8 +70,6 @@ def extract_npz(tarball: Path) -> bytes:
 
 
 def _check_npz(data: bytes) -> None:
-    import numpy as np
-
     try:
         with np.load(io.BytesIO(data)) as npz:
             mu, cov = npz["mu_pris_param"], npz["cov_pris_param"]

@@ -9,8 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from tgsr.data.images import list_images, load_image, save_png
 from tgsr.errors import BadInputError, TGSRError
+
+# Commands import what needs torch (torch, tgsr.pipeline, tgsr.export, tgsr.evaluation.figures,
+# with matplotlib) inside their bodies: torch takes ~3-4 s to import and `tgsr --help` or a
+# mistyped option should answer at once. tgsr.demo needs gradio, an optional dependency.
 
 # an output above this many pixels is refused up front (float32 RGB: 12 bytes per pixel)
 MAX_OUTPUT_PIXELS = 2**28
@@ -72,8 +79,6 @@ def collect_jobs(
     inputs: list[Path], captions: list[str], skip_bad: bool = False
 ) -> tuple[list[Job], list[str]]:
     """Files, folders (their images, sorted) and ``.jsonl`` manifests -> jobs, bad-entry notes."""
-    from tgsr.data.images import list_images
-
     jobs: list[Job] = []
     bad: list[str] = []
     for inp in inputs:
@@ -169,17 +174,12 @@ def upscale(
     ),
 ) -> None:
     """Upscale images with a caption (editable SR: several --text values, one output each)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from tgsr.data.images import load_image, save_png
     from tgsr.pipeline import CaptionWarning, TGSRPipeline
+    from tgsr.tiling import parse_memory
 
     console = Console(stderr=True, soft_wrap=True)
     if tile is not None and tile < 0:
         raise TGSRError("--tile must be >= 0")
-    from tgsr.tiling import parse_memory
-
     try:
         budget = parse_memory(max_memory)
     except ValueError as exc:
@@ -284,7 +284,6 @@ def upscale(
 
 def _save_attention(out: Path, stem: str, sr, words: list[str], attn) -> str:
     """``<stem>_attention/<i>_<word>.png`` (heat maps at the SR size) + an overview figure."""
-    from tgsr.data.images import save_png
     from tgsr.evaluation.figures import attention_figure
     from tgsr.pipeline import attention_to_image
 

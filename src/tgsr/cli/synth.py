@@ -9,6 +9,8 @@ import typer
 
 from tgsr.errors import TGSRError
 
+# tgsr.data.synthetic is imported inside `synth`: it pulls in torch (~3-4 s), which `tgsr --help`
+# should not wait for (hence also SPLITS here: tgsr.data.synthetic.SPLITS, checked by the tests).
 SPLITS = ("train", "val", "test", "compositional")
 
 

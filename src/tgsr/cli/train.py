@@ -7,6 +7,11 @@ from typing import Annotated
 
 import typer
 
+from tgsr.config import load_config, preset_names
+
+# Commands import training, evaluation and the quickstart inside their bodies: they pull in
+# torch (~3-4 s to import) and accelerate, which `tgsr --help` should not wait for.
+
 ConfigOpt = Annotated[
     str, typer.Option("--config", "-c", help="Preset name (see `tgsr configs`) or YAML file.")
 ]
@@ -19,8 +24,6 @@ CpuOpt = Annotated[bool, typer.Option("--cpu", help="Run on the CPU even when a 
 
 def configs() -> None:
     """List the shipped config presets."""
-    from tgsr.config import preset_names
-
     for name in preset_names():
         typer.echo(name)
 
@@ -38,7 +41,6 @@ def damsm_train(
     cpu: CpuOpt = False,
 ) -> None:
     """Pre-train the DAMSM text/image encoders (word + sentence losses)."""
-    from tgsr.config import load_config
     from tgsr.training.damsm import train_damsm
 
     cfg = load_config(config, set_)
@@ -60,7 +62,6 @@ def train(
     cpu: CpuOpt = False,
 ) -> None:
     """Train TGSR (DAMSM frozen). Works under `accelerate launch` / `torchrun` too."""
-    from tgsr.config import load_config
     from tgsr.training.trainer import fit
 
     cfg = load_config(config, set_)

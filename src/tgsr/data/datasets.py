@@ -572,7 +572,8 @@ class CaptionedImageDataset(Dataset):
 
     Training: a random caption per draw, a random ``hr_size`` crop of the image (box-cropped for
     CUB) resized to ``load_size(hr_size, load_ratio)`` on its shorter side, up or down, a
-    horizontal flip with p = 0.5; randomness comes from torch's RNG, which the DataLoader seeds
+    horizontal flip with p = 0.5, and with p = ``data.lq_colour_drop`` an LR whose chroma is
+    scaled by a random factor in [0, 1) (the caption then carries the colour); randomness comes from torch's RNG, which the DataLoader seeds
     per worker. Evaluation: caption 0, the same resize, centre crop. The resized decode is cached
     (:class:`DecodeCache`, ``data.cache``).
     A bad image raises :class:`BadInputError` naming the file; with ``data.skip_bad`` it is
@@ -624,12 +625,15 @@ class CaptionedImageDataset(Dataset):
                 img = img[:, ::-1]
             caption = rec.captions[k % len(rec.captions)]
             rng: random.Random | None = random.Random(seed)
+            colour = 1.0
+            if self.cfg.lq_colour_drop > 0:  # drawn only when on: other runs keep their streams
+                drop, amount = torch.rand(2).tolist()
+                colour = amount if drop < self.cfg.lq_colour_drop else 1.0
         else:
             img = crop(img, self.cfg.hr_size, None)
-            caption, rng = rec.captions[0], None
-        return make_sample(
-            np.ascontiguousarray(img), caption, self.vocab, self.cfg, rng, rec.key, rec.class_id
-        )
+            caption, rng, colour = rec.captions[0], None, 1.0
+        return make_sample(np.ascontiguousarray(img), caption, self.vocab, self.cfg, rng,
+                           rec.key, rec.class_id, lq_colour=colour)  # fmt: skip
 
     def __getitem__(self, index: int) -> dict:
         n = len(self.records)

@@ -22,7 +22,8 @@ Each 1-D resize is a precomputed ``(out, in)`` weight matrix applied with a matm
 images costs two small matrix products.
 
 The low-pass ground truth (paper §3.4; docs/paper_vs_code.md R5) is a Gaussian blur with
-sigma = 2 px at every pyramid level.
+sigma = 2 px at every pyramid level: :func:`tgsr.ops.lowpass` (the one low-pass of the package,
+also used by the models and traced by the ONNX export), re-exported here.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from tgsr.ops import gaussian_kernel, lowpass
 
 Method = Literal["bicubic", "bilinear"]
 
@@ -243,6 +245,14 @@ def quantize(img: torch.Tensor) -> torch.Tensor:
     return torch.floor(img.clamp(0, 1) * 255 + 0.5) / 255
 
 
+def desaturate(img: torch.Tensor, colour: float) -> torch.Tensor:
+    """Keep the luma (ITU-R BT.601 Y) of ``(..., 3, H, W)`` and scale the chroma by ``colour``:
+    1 = unchanged, 0 = grey."""
+    y = (0.299 * img[..., 0:1, :, :] + 0.587 * img[..., 1:2, :, :]
+         + 0.114 * img[..., 2:3, :, :])  # fmt: skip
+    return y + colour * (img - y)
+
+
 def image_to_tensor(img: np.ndarray) -> torch.Tensor:
     """uint8 ``(H, W, 3)`` -> float32 ``(3, H, W)`` in [0, 1]."""
     if img.dtype != np.uint8 or img.ndim != 3:
@@ -256,47 +266,6 @@ def tensor_to_image(img: torch.Tensor) -> np.ndarray:
         raise ValueError(f"expected a (3, H, W) tensor, got shape {tuple(img.shape)}")
     q = torch.floor(img.detach().float().clamp(0, 1) * 255 + 0.5).to(torch.uint8)
     return q.permute(1, 2, 0).cpu().numpy()
-
-
-# ----------------------------------------------------------------------------- low-pass
-
-
-def gaussian_kernel(sigma: float, truncate: float = 3.0) -> torch.Tensor:
-    """1-D normalised Gaussian, radius ``ceil(truncate * sigma)`` (13 taps for sigma = 2)."""
-    radius = max(1, math.ceil(truncate * sigma))
-    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    k = torch.exp(-0.5 * (x / sigma) ** 2)
-    return k / k.sum()
-
-
-def _symmetric_index(n: int, pad: int, device) -> torch.Tensor:
-    """Indices of a length ``n`` signal padded by ``pad`` on each side, mirrored (edge repeated)."""
-    i = torch.arange(-pad, n + pad, device=device)
-    i = torch.remainder(i, 2 * n)
-    return torch.where(i < n, i, 2 * n - 1 - i)
-
-
-def lowpass(img: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
-    """Gaussian blur with standard deviation ``sigma`` px, truncated at ``ceil(3 sigma)``.
-
-    Separable depthwise convolution; borders are mirrored with the edge pixel repeated
-    (MATLAB's ``symmetric``), which works for any image size. Constants are preserved exactly
-    up to float error. ``sigma <= 0`` returns the input. ``(B, C, H, W)`` or ``(C, H, W)``.
-    """
-    if sigma <= 0:
-        return img
-    squeeze = img.dim() == 3
-    x = img.unsqueeze(0) if squeeze else img
-    if x.dim() != 4:
-        raise ValueError(f"lowpass expects (B, C, H, W) or (C, H, W), got {tuple(img.shape)}")
-    b, c, h, w = x.shape
-    k = gaussian_kernel(sigma).to(dtype=x.dtype, device=x.device)
-    r = (k.numel() - 1) // 2
-    x = x.index_select(2, _symmetric_index(h, r, x.device))  # (B, C, H + 2r, W)
-    x = x.index_select(3, _symmetric_index(w, r, x.device))  # (B, C, H + 2r, W + 2r)
-    x = F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)  # (B, C, H, W + 2r)
-    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)  # (B, C, H, W)
-    return x.squeeze(0) if squeeze else x
 
 
 # ----------------------------------------------------------------------------- pyramid

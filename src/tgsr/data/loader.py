@@ -1,8 +1,10 @@
-"""``data.format`` -> records, vocabulary and the torch Dataset (one explicit if/elif, no registry)."""
+"""``data.format`` -> records, vocabulary and the torch Dataset (one explicit table of readers,
+no registry)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -10,11 +12,24 @@ from torch.utils.data import Dataset
 
 from tgsr.config import DataConfig
 from tgsr.data import datasets as ds
+from tgsr.data import synthetic
 from tgsr.data.datasets import CaptionedImageDataset, Record, Skips
+from tgsr.data.images import load_image
 from tgsr.errors import BadInputError, TGSRError
 from tgsr.text import Vocabulary, tokenize
 
-FORMATS = ("synthetic", "cub", "oxford102", "coco", "celeba_hq", "celeba_attr", "folder", "jsonl")
+# data.format -> the reader of one split: (root, split, captions_per_image, skips) -> records.
+# The synthetic benchmark has no files: it is generated (synthetic.SyntheticDataset).
+READERS: dict[str, Callable[[Path, str, int | None, Skips], list[Record]]] = {
+    "cub": ds.read_cub,
+    "oxford102": ds.read_oxford102,
+    "coco": ds.read_coco,
+    "celeba_hq": ds.read_celeba_hq,
+    "celeba_attr": ds.read_celeba_attr,
+    "folder": ds.read_folder,
+    "jsonl": ds.read_jsonl,
+}
+FORMATS = ("synthetic", *READERS)
 
 
 def lowercase_for(data_format: str) -> bool:
@@ -30,35 +45,20 @@ def read_records(
     fmt = data_cfg.format
     if fmt == "synthetic":
         raise TGSRError("the synthetic benchmark has no files to read: use build_dataset()")
+    if fmt not in READERS:
+        raise TGSRError(f"unknown data.format {fmt!r}; known: {', '.join(FORMATS)}")
     if not data_cfg.root:
         raise TGSRError(f"data.root is required for data.format={fmt!r}")
     root = Path(data_cfg.root).expanduser()
     if not root.exists():
         raise BadInputError(f"{root}: data set not found")
     skips = Skips(data_cfg.skip_bad, skipped)
-    limit = data_cfg.captions_per_image
-    if fmt == "cub":
-        return ds.read_cub(root, split, limit, skips)
-    elif fmt == "oxford102":
-        return ds.read_oxford102(root, split, limit, skips)
-    elif fmt == "coco":
-        return ds.read_coco(root, split, limit, skips)
-    elif fmt == "celeba_hq":
-        return ds.read_celeba_hq(root, split, limit, skips)
-    elif fmt == "celeba_attr":
-        return ds.read_celeba_attr(root, split, limit, skips)
-    elif fmt == "folder":
-        return ds.read_folder(root, split, limit, skips)
-    elif fmt == "jsonl":
-        return ds.read_jsonl(root, split, limit, skips)
-    raise TGSRError(f"unknown data.format {fmt!r}; known: {', '.join(FORMATS)}")
+    return READERS[fmt](root, split, data_cfg.captions_per_image, skips)
 
 
 def build_vocabulary(data_cfg: DataConfig) -> Vocabulary:
     """The vocabulary of the **training** captions only (every caption of every image)."""
     if data_cfg.format == "synthetic":
-        from tgsr.data import synthetic
-
         return synthetic.build_vocabulary(seed=data_cfg.synthetic.seed)
     records = read_records(data_cfg, "train", skipped=[])
     captions = (c for r in records for c in r.captions)
@@ -71,8 +71,6 @@ def build_dataset(
     """The torch Dataset of ``split`` (default: ``data.split`` for training, ``data.eval_split``
     for evaluation). Samples follow ``docs/architecture.md``; ``collate`` stacks them."""
     if data_cfg.format == "synthetic":
-        from tgsr.data import synthetic
-
         return synthetic.SyntheticDataset(data_cfg, vocab, train, split=split)
     split = split or (data_cfg.split if train else data_cfg.eval_split)
     skipped: list[str] = []
@@ -99,10 +97,6 @@ def check_dataset(
     under 32 px or shorter side under 8 px) are errors
     (``too_small``), like unreadable files. Returns a JSON-ready dict.
     """
-    from dataclasses import replace
-
-    from tgsr.data.images import load_image
-
     bad_records: list[str] = []
     records = read_records(replace(data_cfg, skip_bad=True), split, bad_records)
     lowercase = lowercase_for(data_cfg.format)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from tgsr.config import DataConfig
-from tgsr.data.degradations import degrade, image_to_tensor, quantize
+from tgsr.data.degradations import degrade, desaturate, image_to_tensor, quantize
 from tgsr.errors import BadInputError
 from tgsr.text import Vocabulary
 
@@ -21,18 +21,23 @@ def make_sample(
     rng: random.Random | None,
     key: str,
     class_id: int = 0,
+    lq_colour: float = 1.0,
 ) -> dict:
     """``gt`` uint8 ``(H, W, 3)`` + caption -> the sample dict.
 
     ``lq = quantize(degrade(gt, scale, method))`` (the 8-bit LR a user would save as PNG);
     tokens via ``vocab.encode(caption, max_words, rng)`` (``rng=None``: deterministic first N
-    words). A caption with no usable word raises :class:`BadInputError` naming ``key``.
+    words). ``lq_colour`` < 1 scales the LR's chroma (``data.lq_colour_drop``; the target keeps
+    its colour). A caption with no usable word raises :class:`BadInputError` naming ``key``.
     """
     gt_t = image_to_tensor(gt)  # (3, H, W) float in [0, 1]
     h, w = gt_t.shape[-2:]
     if h % data_cfg.scale or w % data_cfg.scale:
         raise BadInputError(f"{key}: image {h}x{w} is not a multiple of the scale {data_cfg.scale}")
-    lq = quantize(degrade(gt_t, data_cfg.scale, data_cfg.degradation))  # (3, H/s, W/s)
+    lq = degrade(gt_t, data_cfg.scale, data_cfg.degradation)  # (3, H/s, W/s)
+    if lq_colour < 1.0:
+        lq = desaturate(lq, lq_colour)
+    lq = quantize(lq)
     enc = vocab.encode(caption, data_cfg.max_words, rng)
     if enc.length == 0:
         raise BadInputError(f"{key}: empty caption {caption!r}")

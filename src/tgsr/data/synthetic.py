@@ -19,7 +19,7 @@ Design choices that keep the LR leak small (measured in ``tests/test_synthetic.p
   least :data:`TAPER` px (64^2 units) inside the shape, fading to 0 (plain grey) for cells
   that reach the edge. A pattern cut by a hard edge leaks its phase into the LR; whole
   symmetric cells average to grey up to a second-order term of the bicubic kernel.
-  The scorers (:mod:`tgsr.evaluation.benchmark`) compare only cells with contrast >= 0.5.
+  The scorers (:mod:`tgsr.evaluation.shapecaps`) compare only cells with contrast >= 0.5.
 
 Attribute record (JSON-serialisable; coordinates in a 64x64 frame, scaled at render time)::
 
@@ -47,17 +47,20 @@ import json
 import math
 import random
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
+from tgsr.data.degradations import degrade, image_to_tensor, quantize, tensor_to_image
+from tgsr.data.sample import make_sample
 from tgsr.data.synthetic_text import (
     COLOR_PAIRS,
     MAX_CAPTION_WORDS,
     PATTERNS,
     SHAPES,
     SOLID_COLORS,
-    build_vocabulary,
     caption_rng,
     caption_words,
     eval_caption,
@@ -451,6 +454,25 @@ def render(attrs: dict, size: int | None = None) -> np.ndarray:
     return np.floor(np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
+# ----------------------------------------------------------------------------- vocabulary
+
+
+@lru_cache(maxsize=4)
+def _vocab_words(seed: int, num: int) -> tuple[str, ...]:
+    captions = (
+        make_caption(sample_scene(scene_seed(seed, i), "train"), caption_rng("train", i, "vocab"))
+        for i in range(num)
+    )
+    words = Vocabulary.build(captions).words
+    missing = sorted(caption_words() - set(words))  # none in practice; keeps the vocab closed
+    return tuple(words + missing)
+
+
+def build_vocabulary(seed: int = 0, num: int = 20_000) -> Vocabulary:
+    """Vocabulary of ``num`` training-split captions (+ any generator word they missed)."""
+    return Vocabulary(list(_vocab_words(seed, num)))
+
+
 # ----------------------------------------------------------------------------- torch data set
 
 
@@ -467,8 +489,6 @@ class SyntheticDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, data_cfg, vocab: Vocabulary, train: bool, split: str | None = None):
-        from tgsr.data.sample import make_sample
-
         self._make_sample = make_sample
         syn = data_cfg.synthetic
         self.cfg, self.vocab, self.train = data_cfg, vocab, train
@@ -543,12 +563,6 @@ def write_dataset(
     "attributes"}`` object per line, sorted keys) and, with ``scale``, the 8-bit LR images
     ``OUT/lq_x<scale>/<key>.png`` made exactly as training makes them.
     """
-    from pathlib import Path
-
-    from PIL import Image
-
-    from tgsr.data.degradations import degrade, image_to_tensor, quantize, tensor_to_image
-
     if num < 1 or captions < 1:
         raise ValueError("num and captions must be >= 1")
     _check_size(size)

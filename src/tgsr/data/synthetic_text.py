@@ -23,9 +23,8 @@ Rules the generator keeps and the parser relies on:
 from __future__ import annotations
 
 import random
-from functools import lru_cache
 
-from tgsr.text import Vocabulary, tokenize
+from tgsr.text import tokenize
 
 SHAPES = ("circle", "square", "triangle", "diamond", "hexagon")
 PATTERNS = ("hstripes", "vstripes", "checks", "dots")
@@ -314,7 +313,7 @@ def parse_caption(text: str) -> dict:
     return {"objects": objects}
 
 
-# ----------------------------------------------------------------------------- vocabulary
+# ----------------------------------------------------------------------------- caption draws
 
 
 def caption_rng(split: str, seed: int, draw: str = "eval") -> random.Random:
@@ -325,21 +324,3 @@ def caption_rng(split: str, seed: int, draw: str = "eval") -> random.Random:
 def eval_caption(attrs: dict) -> str:
     """The fixed (evaluation) caption of a sampled scene."""
     return make_caption(attrs, caption_rng(attrs["split"], attrs["seed"]))
-
-
-@lru_cache(maxsize=4)
-def _vocab_words(seed: int, num: int) -> tuple[str, ...]:
-    from tgsr.data.synthetic import sample_scene, scene_seed
-
-    captions = (
-        make_caption(sample_scene(scene_seed(seed, i), "train"), caption_rng("train", i, "vocab"))
-        for i in range(num)
-    )
-    words = Vocabulary.build(captions).words
-    missing = sorted(caption_words() - set(words))  # none in practice; keeps the vocab closed
-    return tuple(words + missing)
-
-
-def build_vocabulary(seed: int = 0, num: int = 20_000) -> Vocabulary:
-    """Vocabulary of ``num`` training-split captions (+ any generator word they missed)."""
-    return Vocabulary(list(_vocab_words(seed, num)))

@@ -17,6 +17,9 @@ word of the caption by another colour (``red`` → ``blue``, ``black`` → ``yel
 
 :func:`summarise` averages them (``mean_change``, ``mean_change_all``, ``toward_fraction``,
 ``num_edits``); a model that ignores the caption has ``mean_change`` 0 and ``toward_fraction`` 0.
+:func:`plan_edits` picks a test set's edits (leaving out, and counting, new colours the model's
+vocabulary lacks and colour words beyond its ``max_words``); :func:`measure` runs a model on them
+and adds the per-pair summary and the LR-PSNR of the original and the edited outputs.
 """
 
 from __future__ import annotations
@@ -27,12 +30,18 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tgsr.evaluation.metrics import lr_psnr
+
 __all__ = [
     "COLOUR_LAB",
     "COLOUR_SWAPS",
+    "Edit",
     "EditResponse",
     "caption_response",
     "colour_words",
+    "measure",
+    "per_pair",
+    "plan_edits",
     "rgb_to_lab",
     "summarise",
     "swap_colour",
@@ -184,4 +193,87 @@ def summarise(responses: list[EditResponse]) -> dict:
             f"{o}->{n}": sum(1 for r in responses if (r.old, r.new) == (o, n))
             for o, n in sorted({(r.old, r.new) for r in responses})
         },  # fmt: skip
+    }
+
+
+@dataclass
+class Edit:
+    index: int  # the image
+    caption: str
+    edited: str
+    old: str
+    new: str
+
+
+def plan_edits(
+    captions: list[list[str]] | list[str],
+    known: set[str] | None = None,
+    max_words: int | None = None,
+) -> tuple[list[Edit], dict]:
+    """The colour edits of a test set: for each image, its caption (or each of its captions, for a
+    list of lists) whose first colour word has a swap. An edit is left out, and counted, when the
+    new colour is not in ``known`` (the model's vocabulary: an unknown word carries no colour) or
+    when the swapped word lies beyond the first ``max_words`` words (the model never reads it)."""
+    edits, skipped = [], {"no_colour": 0, "unknown_new_colour": 0, "beyond_max_words": 0}
+    for i, caps in enumerate(captions):
+        for cap in [caps] if isinstance(caps, str) else caps:
+            swap = swap_colour(cap)
+            if swap is None:
+                skipped["no_colour"] += 1
+                continue
+            edited, old, new = swap
+            if known is not None and new not in known:
+                skipped["unknown_new_colour"] += 1
+                continue
+            first = [w.lower() for w in _WORD.findall(cap)].index(old)
+            if max_words is not None and first >= max_words:
+                skipped["beyond_max_words"] += 1
+                continue
+            edits.append(Edit(i, cap, edited, old, new))
+    return edits, skipped
+
+
+def per_pair(responses: list[EditResponse]) -> dict[str, dict]:
+    """:func:`summarise` per colour pair ``old->new``."""
+    pairs: dict[str, list[EditResponse]] = {}
+    for r in responses:
+        pairs.setdefault(f"{r.old}->{r.new}", []).append(r)
+    return {k: {x: v for x, v in summarise(rs).items() if x != "edits"}
+            for k, rs in sorted(pairs.items())}  # fmt: skip
+
+
+def measure(
+    model,
+    lq: torch.Tensor,
+    edits: list[Edit],
+    encode,
+    scale: int,
+    method: str = "bicubic",
+    batch_size: int = 16,
+    top_fraction: float = 0.1,
+) -> dict:
+    """Run ``model(lq, tokens, lengths) -> output with .sr`` on each edit's LR image under the
+    original and the edited caption (``encode(captions) -> (tokens, lengths)``) and measure the
+    response: :func:`summarise` overall, :func:`per_pair`, the LR-PSNR of the original and the
+    edited outputs (does the edit stay consistent with the LR image?) and the outputs."""
+    idx = torch.tensor([e.index for e in edits], dtype=torch.long)
+    srs = {}
+    for key, caps in (("original", [e.caption for e in edits]),
+                      ("edited", [e.edited for e in edits])):  # fmt: skip
+        outs = []
+        for start in range(0, len(edits), batch_size):
+            sl = slice(start, start + batch_size)
+            tokens, lengths = encode(caps[sl])
+            with torch.no_grad():
+                outs.append(model(lq[idx[sl]], tokens, lengths).sr.float().cpu().clamp(0, 1))
+        srs[key] = torch.cat(outs)
+    res = caption_response(srs["original"], srs["edited"], [e.old for e in edits],
+                           [e.new for e in edits], top_fraction)  # fmt: skip
+    return {
+        **summarise(res),
+        "per_pair": per_pair(res),
+        "lr_psnr_original": float(lr_psnr(srs["original"], lq[idx], scale, method).mean()),
+        "lr_psnr_edited": float(lr_psnr(srs["edited"], lq[idx], scale, method).mean()),
+        "responses": res,
+        "sr": srs,
     }

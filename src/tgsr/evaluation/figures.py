@@ -182,6 +182,7 @@ def edit_rows(
 
 
 def _figure(ncols: int, nrows: int, panel: float):
+    # lazy: matplotlib takes seconds to import and only the attention / curve figures need it
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(ncols * panel, nrows * panel), dpi=100)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,7 +71,7 @@ def _lpips_backbone(net: str) -> tuple[str, str]:
     if net not in _LPIPS_BACKBONES:
         raise ValueError(f"net must be one of {', '.join(_LPIPS_BACKBONES)}, got {net!r}")
     enum_name, url = _LPIPS_BACKBONES[net]
-    try:  # follow the installed torchvision if it moved the file
+    try:  # follow the installed torchvision if it moved the file (lazy: seconds to import)
         import torchvision.models
 
         url = getattr(torchvision.models, enum_name).DEFAULT.url
@@ -179,8 +180,6 @@ def _hub_with(path: Path, filename: str) -> Iterator[None]:
         try:
             os.symlink(path.resolve(), link)
         except OSError:  # no symlinks (Windows without privileges): copy
-            import shutil
-
             shutil.copyfile(path, link)
         saved = getattr(torch.hub, "_hub_dir", None)
         torch.hub.set_dir(tmp)
@@ -217,7 +216,7 @@ class LPIPSMetric:
             return
         filename, _ = _lpips_backbone(net)
         path = _find(filename, weights)
-        try:
+        try:  # lazy: seconds to import, and only when the LPIPS weights are present
             from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
             with _no_download(), _hub_with(path, filename):
@@ -272,7 +271,7 @@ class FIDMetric:
         if not self.available:
             return
         path = _find(FID_WEIGHTS_FILE, weights)
-        try:
+        try:  # lazy: needs the optional torch-fidelity ([fid] extra); seconds to import
             from torchmetrics.image.fid import FrechetInceptionDistance
 
             with _no_download():

@@ -25,6 +25,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.table import Table
+
 __all__ = [
     "HEADLINE_METRICS",
     "METRICS",
@@ -202,9 +205,6 @@ _SHORT = {
 
 def print_headline(results: Mapping, console=None) -> None:
     """Print the headline table with rich (short column names; the notes under it)."""
-    from rich.console import Console
-    from rich.table import Table
-
     console = console or Console()
     keys = _headline_keys(results)
     rows, notes = _table_rows(results, keys)

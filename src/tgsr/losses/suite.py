@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from tgsr.config import DAMSMConfig, GeneratorConfig, LossConfig
+from tgsr.data.degradations import degrade
 from tgsr.losses.terms import bce_logits, pyramid_l2, tar_loss
 from tgsr.models.damsm import damsm_loss
 from tgsr.models.generator import GeneratorOutput
@@ -39,12 +40,6 @@ TERMS = ("l2", "fine_l2", "tar", "tic", "cgan", "lr_consistency")
 
 def _num(x: torch.Tensor | float) -> float:
     return float(x.detach()) if isinstance(x, torch.Tensor) else float(x)
-
-
-def _degrade(img: torch.Tensor, scale: int, method: str) -> torch.Tensor:
-    from tgsr.data.degradations import degrade
-
-    return degrade(img, scale, method)
 
 
 class LossSuite:
@@ -159,7 +154,7 @@ class LossSuite:
         if "lr_consistency" in w:
             lq = batch["lq"]
             scale = out.sr.shape[-1] // lq.shape[-1]
-            down = _degrade(out.sr.float(), scale, self.degradation)
+            down = degrade(out.sr.float(), scale, self.degradation)
             parts["lr_consistency"] = torch.mean((down - lq.float()) ** 2)
         total = sum(w[name] * value for name, value in parts.items())
         logs = {name: _num(value) for name, value in parts.items()}

@@ -1,4 +1,5 @@
-"""Networks: DAMSM encoders, TAM, generator (paper + released presets), discriminator."""
+"""Networks: DAMSM encoders, TAM, generators (PaperGenerator, ReleasedGenerator; build_generator
+picks one), discriminator."""
 
 from tgsr.models.attention import TextAttention
 from tgsr.models.damsm import (
@@ -13,8 +14,11 @@ from tgsr.models.damsm import (
     words_loss,
 )
 from tgsr.models.discriminator import Discriminator
-from tgsr.models.generator import Generator, GeneratorOutput
+from tgsr.models.factory import GENERATORS, build_generator
+from tgsr.models.generator import GeneratorBase, GeneratorOutput
 from tgsr.models.image_encoder import InceptionImageEncoder, LightImageEncoder, build_image_encoder
+from tgsr.models.paper_generator import PaperGenerator
+from tgsr.models.released_generator import ReleasedGenerator
 from tgsr.models.serialization import (
     load_component,
     load_damsm,
@@ -32,14 +36,18 @@ from tgsr.models.text_encoder import TextEncoder, TextFeatures, token_mask_from_
 __all__ = [
     "DAMSM",
     "Discriminator",
-    "Generator",
+    "GENERATORS",
+    "GeneratorBase",
     "GeneratorOutput",
     "InceptionImageEncoder",
     "LightImageEncoder",
+    "PaperGenerator",
     "RPrecision",
+    "ReleasedGenerator",
     "TextAttention",
     "TextEncoder",
     "TextFeatures",
+    "build_generator",
     "build_image_encoder",
     "damsm_loss",
     "load_component",

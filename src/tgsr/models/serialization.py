@@ -1,6 +1,7 @@
 """Component folders: ``model.safetensors`` + ``config.json`` (+ ``vocab.json`` for text).
 
-``config.json`` = ``{"format_version": 1, "kind": "...", "config": {constructor args}, ...extras}``.
+``config.json`` = ``{"format_version": 1, "kind": "...", "config": {constructor args}, ...extras}``
+(a generator's: its ``GeneratorConfig`` as it is, plus ``scale`` and ``word_dim``).
 Files are written atomically (temporary file + ``os.replace``), weights first, so a folder with
 a ``config.json`` is complete. Loading is strict: every problem is one :class:`ModelFormatError`
 line naming the folder. Nothing is pickled.
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from tgsr.config import (
@@ -30,6 +33,10 @@ from tgsr.config import (
     section_from_dict,
 )
 from tgsr.errors import ModelFormatError
+from tgsr.models.damsm import DAMSM
+from tgsr.models.factory import build_generator
+from tgsr.models.image_encoder import build_image_encoder
+from tgsr.models.text_encoder import TextEncoder
 from tgsr.text import Vocabulary
 
 COMPONENT_FORMAT_VERSION = 1
@@ -58,8 +65,6 @@ def save_component(
     module: nn.Module, directory: str | Path, kind: str, config: dict, extra: dict | None = None
 ) -> Path:
     """Write ``module``'s state dict and its config into ``directory`` (created if needed)."""
-    from safetensors.torch import save_file
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     extra = dict(extra or {})
@@ -103,9 +108,6 @@ def load_component(
     directory: str | Path, expected_kind: str
 ) -> tuple[dict[str, torch.Tensor], dict, dict]:
     """-> (state_dict, config dict, extra dict). Checks the folder, kind and format version."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     directory = Path(directory)
     config, extra = _read_config(directory, expected_kind)
     weights = directory / WEIGHTS_NAME
@@ -160,21 +162,29 @@ def _pop_required(config: dict, keys: tuple[str, ...], where: Path) -> list:
 # ----------------------------------------------------------------------------- generator
 
 
+def generator_config_dict(generator: nn.Module) -> dict:
+    """A generator folder's ``config``: the constructor's arguments, its ``GeneratorConfig``
+    as it is plus ``scale`` and ``word_dim``."""
+    return {"scale": generator.scale, "word_dim": generator.word_dim, **asdict(generator.config)}
+
+
 def save_generator(generator: nn.Module, directory: str | Path, extra: dict | None = None) -> Path:
-    return save_component(generator, directory, "generator", dict(generator.config), extra)
+    return save_component(
+        generator, directory, "generator", generator_config_dict(generator), extra
+    )
 
 
 def load_generator(directory: str | Path) -> nn.Module:
-    from tgsr.models.generator import Generator
-
+    """A generator folder -> the generator in eval mode. Folders of earlier versions (keys
+    ``coord_channels`` / ``subpixel_coords`` / ``sentence_cond: false``) load as well."""
     directory = Path(directory)
     state, config, _ = load_component(directory, "generator")
     config = dict(config)
     scale, word_dim = _pop_required(config, ("scale", "word_dim"), directory)
     gcfg = _section(GeneratorConfig, config, directory, "generator")
     try:
-        generator = Generator(scale, word_dim, **asdict(gcfg))
-    except (TypeError, ValueError) as exc:
+        generator = build_generator(gcfg, word_dim, scale)
+    except (TypeError, ValueError) as exc:  # ConfigError included
         raise ModelFormatError(f"{directory}: cannot build the generator ({exc})") from None
     load_state_strict(generator, state, directory)
     return generator.eval()
@@ -205,8 +215,6 @@ def _load_vocab(path: Path) -> Vocabulary:
 
 def load_text_encoder(directory: str | Path) -> tuple[nn.Module, Vocabulary | None]:
     """-> (TextEncoder in eval mode, the folder's vocab.json or None when absent)."""
-    from tgsr.models.text_encoder import TextEncoder
-
     directory = Path(directory)
     state, config, _ = load_component(directory, "text_encoder")
     config = dict(config)
@@ -234,8 +242,6 @@ def save_image_encoder(
 
 
 def load_image_encoder(directory: str | Path) -> nn.Module:
-    from tgsr.models.image_encoder import build_image_encoder
-
     directory = Path(directory)
     state, config, _ = load_component(directory, "image_encoder")
     cfg = _section(ImageEncoderConfig, config, directory, "image_encoder")
@@ -270,8 +276,6 @@ def save_damsm(
 
 def load_damsm(directory: str | Path) -> tuple[nn.Module, Vocabulary]:
     """-> (DAMSM with both encoders in eval mode, vocabulary)."""
-    from tgsr.models.damsm import DAMSM
-
     directory = Path(directory)
     config, _ = _read_config(directory, "damsm")
     text_encoder, _ = load_text_encoder(directory / "text_encoder")

@@ -31,6 +31,7 @@ taken, and resuming skips them without loading a single image.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -76,8 +77,6 @@ def set_rng_state(state: dict) -> None:
     """Restore what :func:`rng_state` returned (also reads format-1 checkpoints)."""
     py = state["python"]
     if isinstance(py, str):  # format 1: repr of the tuple
-        import ast
-
         random.setstate(ast.literal_eval(py))
     else:
         random.setstate((py[0], tuple(py[1]), py[2]))

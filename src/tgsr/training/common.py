@@ -9,6 +9,9 @@ import time
 from pathlib import Path
 
 import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+from accelerate.utils import set_seed
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -18,17 +21,18 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from torch.utils.data import DataLoader
 
+from tgsr.data.loader import build_dataset
 from tgsr.device import effective_mixed_precision
+from tgsr.errors import TGSRError
+from tgsr.training.checkpoint import ShuffledBatches, checkpoint_candidates, latest_checkpoint
 
 console = Console(stderr=True)
 
 
 def make_accelerator(mixed_precision: str = "no", cpu: bool | None = None):
     """An ``accelerate.Accelerator``; CPU when no GPU is present (or ``cpu=True``)."""
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-
     if cpu is None:
         cpu = not torch.cuda.is_available()
     # Several trainings in one process (the quickstart) may use different precisions:
@@ -46,12 +50,6 @@ def train_loader(data_cfg, vocab, batch_size: int, batch_key: str, seed: int = 0
     takes its own share of the batches (:class:`~tgsr.training.checkpoint.ShuffledBatches`), so
     :func:`infinite` can resume it at any step. It has its own ``torch.Generator``: iterating it
     never draws from the global RNG."""
-    from torch.utils.data import DataLoader
-
-    from tgsr.data.loader import build_dataset
-    from tgsr.errors import TGSRError
-    from tgsr.training.checkpoint import ShuffledBatches
-
     dataset = build_dataset(data_cfg, vocab, train=True)
     rank, world = 0, 1
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -76,11 +74,6 @@ def train_loader(data_cfg, vocab, batch_size: int, batch_key: str, seed: int = 0
 def preflight(out_dir, resume: bool, data_cfg, need_damsm: bool = False, damsm_path=None):
     """The checks that need no loading, made before anything is created or read: a DAMSM where
     the config needs one, the data set folder, a checkpoint to resume from."""
-    from pathlib import Path
-
-    from tgsr.errors import TGSRError
-    from tgsr.training.checkpoint import checkpoint_candidates, latest_checkpoint
-
     if need_damsm and not damsm_path:
         raise TGSRError(
             "this config uses text: pre-train a DAMSM first (`tgsr damsm train --config ...`) "
@@ -100,10 +93,6 @@ def preflight(out_dir, resume: bool, data_cfg, need_damsm: bool = False, damsm_p
 def start_run(out_dir, mixed_precision: str, seed: int, threads: int | None, cpu: bool | None):
     """Create ``out_dir`` and set up the accelerator, torch threads and seeds of one training
     run; -> (out_dir as Path, accelerator)."""
-    from pathlib import Path
-
-    from accelerate.utils import set_seed
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     effective = effective_mixed_precision(mixed_precision, cpu)
@@ -173,7 +162,7 @@ class ScalarLog:
         self.history: dict[str, list[tuple[int, float]]] = {}
         self.writer = None
         if log_dir is not None and enabled:
-            try:
+            try:  # tensorboard is optional (no logs without it) and slow to import
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:  # tensorboard is optional: keep the in-memory history only
                 console.print("[yellow]tensorboard not installed: no TensorBoard logs[/]")

@@ -8,7 +8,6 @@ wall-clock budget, and checkpoints are atomic and resumable.
 
 from __future__ import annotations
 
-import math
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -16,35 +15,17 @@ from pathlib import Path
 import torch
 
 from tgsr.config import Config, save_config
-from tgsr.errors import TGSRError
-from tgsr.training.checkpoint import (
-    RunCheckpoints,
-    Stopwatch,
-    checkpoint_candidates,
-    latest_checkpoint,
-    load_checkpoint,
-    restore_process_state,
-)
-from tgsr.training.common import (
-    ScalarLog,
-    StepTimer,
-    StopSignal,
-    agreed,
-    bar_total,
-    console,
-    format_losses,
-    infinite,
-    make_progress,
-    preflight,
-    start_run,
-    train_loader,
-)
+from tgsr.data.loader import build_vocabulary
+from tgsr.models.damsm import damsm_loss
+from tgsr.models.image_encoder import build_image_encoder
+from tgsr.models.serialization import save_damsm
+from tgsr.models.text_encoder import TextEncoder
+from tgsr.training.checkpoint import checkpoint_candidates
+from tgsr.training.common import console, train_loader
+from tgsr.training.run import Run
 
 
 def build_damsm_modules(cfg: Config, vocab_size: int):
-    from tgsr.models.image_encoder import build_image_encoder
-    from tgsr.models.text_encoder import TextEncoder
-
     text_encoder = TextEncoder(vocab_size, **asdict(cfg.damsm.text_encoder))
     image_encoder = build_image_encoder(cfg.damsm.image_encoder)
     return text_encoder, image_encoder
@@ -58,18 +39,15 @@ def train_damsm(
     progress: bool = True,
     cpu: bool | None = None,
 ) -> Path:
-    """Train a DAMSM pair on ``cfg.data`` and save it to ``out_dir`` (a DAMSM folder)."""
-    from tgsr.data.loader import build_vocabulary
-    from tgsr.models.damsm import damsm_loss
-    from tgsr.models.serialization import save_damsm
+    """Train a DAMSM pair on ``cfg.data`` and save it to ``out_dir`` (a DAMSM folder).
 
+    ``resume`` with no checkpoint saved yet starts afresh (the quickstart's DAMSM may be
+    interrupted before its first checkpoint)."""
     tc = cfg.damsm_train
-    preflight(out_dir, False, cfg.data)
-    out_dir, accelerator = start_run(
-        out_dir, tc.mixed_precision, tc.seed, cfg.train.torch_threads, cpu
-    )
-    main = accelerator.is_main_process
-
+    resume = resume and bool(checkpoint_candidates(Path(out_dir) / "checkpoints"))
+    run = Run(out_dir, tc, cfg.data, title="DAMSM", resume=resume, progress=progress, cpu=cpu,
+              threads=cfg.train.torch_threads, show=("loss",))  # fmt: skip
+    accelerator = run.accelerator
     vocab = build_vocabulary(cfg.data)
     loader = train_loader(cfg.data, vocab, tc.batch_size, "damsm_train.batch_size", seed=tc.seed)
     text_encoder, image_encoder = build_damsm_modules(cfg, len(vocab))
@@ -80,55 +58,16 @@ def train_damsm(
     text_encoder, image_encoder, optimizer = accelerator.prepare(
         text_encoder, image_encoder, optimizer
     )  # the loader shards itself (training/checkpoint.py ShuffledBatches)
-    device = accelerator.device
-    ckpt_root = out_dir / "checkpoints"
-    ckpt_dir = ckpt_root / "last"
-    modules = {
-        "text_encoder": accelerator.unwrap_model(text_encoder),
-        "image_encoder": accelerator.unwrap_model(image_encoder),
-    }
-    stateful = {"optimizer": optimizer}
-    if accelerator.scaler is not None:
-        stateful["grad_scaler"] = accelerator.scaler
-    step, elapsed, state = 0, 0.0, None
-    if resume and checkpoint_candidates(ckpt_root):  # nothing saved yet: a fresh start
-        found = latest_checkpoint(ckpt_root, warn=console.print if main else None)
-        if found is None:
-            raise TGSRError(f"--resume: no usable checkpoint in {ckpt_root}")
-        state = load_checkpoint(found[0], modules, stateful, restore_rng=False)
-        step, elapsed = state["step"], state["elapsed"]
-        if main:
-            console.print(f"resumed DAMSM training from {found[0]} at step {step}")
-    if main:
-        save_config(cfg, out_dir / "config.yaml")
-    log = ScalarLog(out_dir / "tb", enabled=main)
-    if state is not None:
-        log.history = {k: [tuple(p) for p in v] for k, v in state.get("history", {}).items()}
-    watch = Stopwatch(elapsed)
-    budget = tc.max_minutes * 60 if tc.max_minutes else math.inf
-    timer = StepTimer()
-
-    checkpoints = RunCheckpoints(
-        ckpt_dir,
-        modules,
-        stateful,
-        loader,
-        keep=tc.keep_checkpoints,
-        main=main,
-        saved_step=step if state is not None else -1,
-    )
-
+    modules = {"text_encoder": text_encoder, "image_encoder": image_encoder}
+    run.restore(modules, {"optimizer": optimizer}, loader)
+    if run.main:
+        save_config(cfg, run.dir / "config.yaml")
     text_encoder.train()
     image_encoder.train()
-    batches = infinite(loader, start=step)
-    if state is not None:  # last, so nothing between here and the loop draws from the RNGs
-        restore_process_state(state, accelerator.process_index, loader.dataset)
     values: dict[str, float] = {}
-    with StopSignal() as stop, make_progress(disable=not (progress and main)) as bar:
-        task = bar.add_task("DAMSM", total=tc.max_steps, completed=step, info="")
-        while step < tc.max_steps and agreed(watch.elapsed < budget and not stop.requested,
-                                             device):  # fmt: skip
-            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in next(batches).items()}
+    with run.loop(loader) as batches:
+        for batch in batches:
+            batch = {k: v.to(run.device) if torch.is_tensor(v) else v for k, v in batch.items()}
             with accelerator.autocast():
                 words, sentence = text_encoder(batch["tokens"], batch["length"])
                 regions, global_feat = image_encoder(batch["gt"])
@@ -142,31 +81,24 @@ def train_damsm(
             if tc.rnn_grad_clip > 0:
                 accelerator.clip_grad_norm_(text_encoder.parameters(), tc.rnn_grad_clip)
             optimizer.step()
-            step += 1
-            dt = timer.tick()
-            if step % tc.log_every == 0 or step == 1:
+            dt = run.advance()
+            if run.step % tc.log_every == 0 or run.step == 1:
                 values = {k: v.item() for k, v in parts.items()} | {"loss": loss.item()}
-                log.add(step, values, "damsm/")
-            bar.update(
-                task,
-                completed=step,
-                total=bar_total(step, tc.max_steps, watch.elapsed, budget, dt),
-                info=f"{dt * 1000:.0f} ms/step {format_losses(values, ['loss'])}",
-            )
-            if tc.checkpoint_every and step % tc.checkpoint_every == 0:
-                checkpoints.save(step, watch.elapsed, log.history)
-    checkpoints.save(step, watch.elapsed, log.history)
-    log.close()
-    if main:
+                run.log.add(run.step, values, "damsm/")
+            run.end_step(dt, values)
+    run.checkpoint()
+    if run.main:
         te = accelerator.unwrap_model(text_encoder).eval()
         ie = accelerator.unwrap_model(image_encoder).eval()
-        save_damsm(te, ie, out_dir, vocab, cfg.damsm)
+        save_damsm(te, ie, run.dir, vocab, cfg.damsm)
+        run.write_summary()
         console.print(
-            f"DAMSM saved to {out_dir} after {step} steps "
-            f"({watch.elapsed / 60:.1f} min); {vocab.oov_report()}"
+            f"DAMSM saved to {run.dir} after {run.step} steps "
+            f"({run.watch.elapsed / 60:.1f} min); {vocab.oov_report()}"
         )
+    run.close()
     accelerator.wait_for_everyone()
-    return out_dir
+    return run.dir
 
 
 def copy_damsm(src: str | Path, dst: str | Path) -> None:
@@ -174,7 +106,7 @@ def copy_damsm(src: str | Path, dst: str | Path) -> None:
     src, dst = Path(src), Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
     for item in src.iterdir():
-        if item.name in ("checkpoints", "tb"):
+        if item.name in ("checkpoints", "tb", "train_summary.json"):
             continue
         if item.is_dir():
             shutil.copytree(item, dst / item.name, dirs_exist_ok=True)

@@ -5,62 +5,48 @@ checkpoint. The generator's text features come from the frozen DAMSM text encode
 with ``train.text_encoder`` = finetune / scratch, from a text encoder trained with the generator
 (saved as ``RUN/text_encoder``); the TIC and cGAN losses always use the frozen DAMSM. The same
 code runs on CPU, one GPU, several GPUs and several nodes (``accelerate launch`` or
-``torchrun``); mixed precision comes from ``train.mixed_precision``.
+``torchrun``); mixed precision comes from ``train.mixed_precision``. The run folder, resume,
+checkpoints, time budget and stop signal are :class:`~tgsr.training.run.Run`'s.
 """
 
 from __future__ import annotations
 
-import json
-import math
+import copy
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from accelerate.utils import extract_model_from_parallel
+from PIL import Image
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from tgsr.config import Config, save_config
-from tgsr.errors import TGSRError
-from tgsr.training.checkpoint import (
-    RunCheckpoints,
-    Stopwatch,
-    latest_checkpoint,
-    load_checkpoint,
-    restore_process_state,
-)
-from tgsr.training.common import (
-    ScalarLog,
-    StepTimer,
-    StopSignal,
-    agreed,
-    bar_total,
-    console,
-    format_losses,
-    infinite,
-    make_progress,
-    preflight,
-    start_run,
-    train_loader,
-)
+from tgsr.data.degradations import build_pyramids
+from tgsr.data.loader import build_vocabulary
+from tgsr.losses import LossSuite
+from tgsr.models.discriminator import Discriminator
+from tgsr.models.factory import build_generator
+from tgsr.models.serialization import load_damsm, save_generator, save_text_encoder
+from tgsr.models.text_encoder import TextEncoder, TextFeatures, token_mask_from_lengths
+from tgsr.text import Vocabulary
+from tgsr.training.common import console, train_loader
+from tgsr.training.damsm import copy_damsm
+from tgsr.training.run import Run
+
+SHOW = ("g_total", "l2", "tar", "tic", "cgan", "d_total")  # on the progress bar
 
 
 def needs_damsm(cfg: Config) -> bool:
     return cfg.generator.use_text or cfg.loss.tic > 0 or cfg.loss.cgan > 0
 
 
-def build_generator(cfg: Config, word_dim: int):
-    from tgsr.models.generator import Generator
-
-    return Generator(scale=cfg.data.scale, word_dim=word_dim, **asdict(cfg.generator))
-
-
 def conditioning_encoder(mode: str, frozen: torch.nn.Module, vocab_size: int, cfg: Config):
     """The text encoder whose features condition the generator: ``frozen`` itself, a trainable
     copy of it (``finetune``) or a new one (``scratch``); a trainable one has no dropout."""
-    import copy
-
-    from tgsr.models.text_encoder import TextEncoder
-
     if mode == "frozen":
         return frozen
     if mode == "finetune":
@@ -76,8 +62,6 @@ def conditioning_encoder(mode: str, frozen: torch.nn.Module, vocab_size: int, cf
 
 def load_frozen_damsm(path: str | Path, need_image_encoder: bool):
     """(text_encoder, image_encoder | None, vocab), frozen and in eval mode."""
-    from tgsr.models.serialization import load_damsm
-
     damsm, vocab = load_damsm(path)
     text_encoder, image_encoder = damsm.text_encoder, damsm.image_encoder
     modules = [text_encoder] + ([image_encoder] if need_image_encoder else [])
@@ -87,48 +71,237 @@ def load_frozen_damsm(path: str | Path, need_image_encoder: bool):
     return text_encoder, (image_encoder if need_image_encoder else None), vocab
 
 
-def _grid_row(batch, out, n: int = 4) -> np.ndarray:
-    """LR (nearest) | coarse | fine | GT for the first ``n`` samples, one uint8 image."""
-    import torch.nn.functional as F
-
-    gt = batch["gt"][:n].float()
-    lq = F.interpolate(batch["lq"][:n].float(), size=gt.shape[-2:], mode="nearest")
-    cols = [lq, out.coarse[-1][:n].float(), out.sr[:n].float(), gt]
-    grid = torch.cat([torch.cat(list(c), dim=1) for c in cols], dim=2)  # (3, n*H, 4*W)
-    return grid.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
-
-
-def _encode(encoder, batch):
-    """Text features through ``encoder``'s forward (under DDP its gradients are all-reduced)."""
-    from tgsr.models.text_encoder import TextFeatures, token_mask_from_lengths
-
-    words, sentence = encoder(batch["tokens"], batch["length"])
-    mask = token_mask_from_lengths(batch["length"], batch["tokens"].shape[1])
-    return TextFeatures(words, sentence, mask)
-
-
-def _call_eval(on_eval, step: int, ema, generator, text_ema, text_encoder, train_text) -> None:
-    from accelerate.utils import extract_model_from_parallel
-
-    g = ema.module if ema is not None else extract_model_from_parallel(generator)
-    t = None
-    if train_text:
-        t = text_ema.module if text_ema is not None else extract_model_from_parallel(text_encoder)
-    modes = [(m, m.training) for m in (g, t) if m is not None]
-    for m, _ in modes:
-        m.eval()
-    with torch.no_grad():
-        on_eval(step, g, t)
-    for m, was in modes:
-        m.train(was)
-
-
 @dataclass
 class TrainResult:
     run_dir: Path
     steps: int
     generator: torch.nn.Module  # the final (EMA) generator, on every process
     text_encoder: torch.nn.Module | None = None  # the trained conditioning encoder, if any
+
+
+# ----------------------------------------------------------------------------- set-up
+@dataclass
+class TextSide:
+    """The vocabulary and the frozen, pre-trained DAMSM (paper §3.4), if the config needs one."""
+
+    vocab: Vocabulary
+    word_dim: int  # the size of the word features the generator reads
+    text_encoder: nn.Module | None = None
+    image_encoder: nn.Module | None = None  # only for the TIC loss
+
+
+@dataclass
+class Networks:
+    """What the TGSR loop trains: the generator (+ the conditioning text encoder when it is
+    trained, + the discriminator for cGAN), their optimizers and exponential moving averages."""
+
+    generator: nn.Module
+    cond_encoder: nn.Module | None  # whose features condition the generator (None: no text)
+    train_text: bool  # cond_encoder is trained with the generator (not the frozen DAMSM)
+    frozen_features: bool  # the frozen DAMSM's features are needed (conditioning, TIC or cGAN)
+    discriminator: nn.Module | None
+    memory_format: torch.memory_format
+    g_params: list = field(default_factory=list)
+    opt_g: torch.optim.Optimizer | None = None
+    sched_g: torch.optim.lr_scheduler.LRScheduler | None = None
+    opt_d: torch.optim.Optimizer | None = None
+    ema: AveragedModel | None = None
+    text_ema: AveragedModel | None = None
+
+    def modules(self) -> dict[str, nn.Module]:
+        """The networks a checkpoint holds, by name."""
+        named = {"generator": self.generator, "discriminator": self.discriminator,
+                 "text_encoder": self.cond_encoder if self.train_text else None,
+                 "ema": self.ema, "text_ema": self.text_ema}  # fmt: skip
+        return {k: m for k, m in named.items() if m is not None}
+
+    def optimizers(self) -> dict:
+        named = {"generator": self.opt_g, "discriminator": self.opt_d,
+                 "scheduler_g": self.sched_g}  # fmt: skip
+        return {k: o for k, o in named.items() if o is not None}
+
+
+def _setup_text(cfg: Config, device) -> TextSide:
+    """The frozen DAMSM where the config needs one (preflight made sure damsm.path is set)."""
+    if not needs_damsm(cfg):
+        return TextSide(build_vocabulary(cfg.data), 2 * cfg.damsm.text_encoder.hidden_dim)
+    text_encoder, image_encoder, vocab = load_frozen_damsm(cfg.damsm.path, cfg.loss.tic > 0)
+    text_encoder.to(device)
+    if image_encoder is not None:
+        image_encoder.to(device)
+    return TextSide(vocab, text_encoder.feature_dim, text_encoder, image_encoder)
+
+
+def _build_networks(cfg: Config, text: TextSide) -> Networks:
+    """Fresh networks from torch's global RNG, always in the same order (same seed, same
+    weights): generator, conditioning text encoder, discriminator."""
+    generator = build_generator(cfg, text.word_dim)
+    cond_encoder = None
+    if text.text_encoder is not None and cfg.generator.use_text:
+        mode = cfg.train.text_encoder
+        cond_encoder = conditioning_encoder(mode, text.text_encoder, len(text.vocab), cfg)
+    train_text = cond_encoder is not None and cfg.train.text_encoder != "frozen"
+    discriminator = None
+    if cfg.loss.cgan > 0:
+        discriminator = Discriminator(
+            hr_size=cfg.data.hr_size, scale=cfg.data.scale, sentence_dim=text.word_dim,
+            **asdict(cfg.discriminator),
+        )  # fmt: skip
+    return Networks(
+        generator, cond_encoder, train_text,
+        frozen_features=not train_text or cfg.loss.tic > 0 or cfg.loss.cgan > 0,
+        discriminator=discriminator,
+        memory_format=torch.channels_last if cfg.train.channels_last else torch.contiguous_format,
+    )  # fmt: skip
+
+
+def _prepare_training(nets: Networks, tc, accelerator) -> None:
+    """Optimizers, the warm-up schedule, the accelerator's wrapping, the EMA copies."""
+    nets.generator.to(memory_format=nets.memory_format)
+    nets.g_params = list(nets.generator.parameters())
+    if nets.train_text:
+        nets.cond_encoder.to(accelerator.device)
+        nets.g_params += list(nets.cond_encoder.parameters())
+    # foreach=True: one multi-tensor kernel per Adam op instead of a Python loop over the
+    # parameters (the default on GPUs, not on CPUs); bit-identical results
+    opt_g = torch.optim.Adam(
+        nets.g_params, lr=tc.lr, betas=tuple(tc.betas), eps=tc.eps,
+        weight_decay=tc.weight_decay, foreach=True,
+    )  # fmt: skip
+    warmup = max(tc.warmup_steps, 1)
+    nets.sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, lambda s: min(1.0, (s + 1) / warmup))
+    if nets.discriminator is not None:
+        nets.discriminator.to(memory_format=nets.memory_format)
+        opt_d = torch.optim.Adam(
+            nets.discriminator.parameters(), lr=tc.d_lr, betas=tuple(tc.betas), foreach=True
+        )
+        nets.discriminator, nets.opt_d = accelerator.prepare(nets.discriminator, opt_d)
+    nets.generator, nets.opt_g = accelerator.prepare(nets.generator, opt_g)  # loader: shards itself
+    if nets.train_text:
+        nets.cond_encoder = accelerator.prepare(nets.cond_encoder)
+    if tc.ema_decay > 0:
+        average = get_ema_multi_avg_fn(tc.ema_decay)
+        nets.ema = AveragedModel(accelerator.unwrap_model(nets.generator),
+                                 multi_avg_fn=average, use_buffers=True)  # fmt: skip
+        if nets.train_text:
+            nets.text_ema = AveragedModel(accelerator.unwrap_model(nets.cond_encoder),
+                                          multi_avg_fn=average)  # fmt: skip
+
+
+def _write_run_files(cfg: Config, run_dir: Path, vocab: Vocabulary) -> None:
+    save_config(cfg, run_dir / "config.yaml")
+    vocab.save(run_dir / "vocab.json")
+    if cfg.damsm.path:
+        copy_damsm(cfg.damsm.path, run_dir / "damsm")
+    (run_dir / "samples").mkdir(exist_ok=True)
+
+
+# ----------------------------------------------------------------------------- one step
+def _to_device(batch: dict, device, memory_format) -> dict:
+    out = {}
+    for k, v in batch.items():
+        if torch.is_tensor(v):
+            v = v.to(device, non_blocking=True)
+            if v.dim() == 4:
+                v = v.contiguous(memory_format=memory_format)
+        out[k] = v
+    return out
+
+
+def _encode(encoder, batch) -> TextFeatures:
+    """Text features through ``encoder``'s forward (under DDP its gradients are all-reduced)."""
+    words, sentence = encoder(batch["tokens"], batch["length"])
+    mask = token_mask_from_lengths(batch["length"], batch["tokens"].shape[1])
+    return TextFeatures(words, sentence, mask)
+
+
+def _text_features(batch: dict, text: TextSide, nets: Networks):
+    """(loss_text, cond): the features the losses read -- the frozen DAMSM's (TIC, cGAN) -- and
+    those that condition the generator. TAR needs only the word mask, which both encoders share:
+    ``loss_text`` is ``cond`` when the frozen DAMSM's features are not needed."""
+    frozen = None
+    if text.text_encoder is not None and nets.frozen_features:
+        with torch.no_grad():
+            frozen = text.text_encoder.encode(batch["tokens"], batch["length"])
+    cond = _encode(nets.cond_encoder, batch) if nets.train_text else frozen
+    return (frozen if frozen is not None else cond), cond
+
+
+def _generate(generator, batch: dict, cond: TextFeatures | None, use_text: bool, accelerator):
+    """The generator's forward pass (Fig. 2) on the LR images and the conditioning text."""
+    words = cond.words if (cond is not None and use_text) else None
+    mask = cond.token_mask if cond is not None else None
+    sentence = cond.sentence if (cond is not None and use_text) else None
+    with accelerator.autocast():
+        return generator(batch["lq"], words, sentence, mask)
+
+
+def _d_step(nets: Networks, suite: LossSuite, out, batch, text, step: int, run: Run) -> dict:
+    """One discriminator update (Eq. 4's D side) when cGAN is on at ``step``; -> its losses."""
+    if nets.discriminator is None or not suite.trains_discriminator(step):
+        return {}
+    with run.accelerator.autocast():
+        d_loss, d_values = suite.discriminator_loss(out, batch, text, nets.discriminator)
+    nets.opt_d.zero_grad(set_to_none=True)
+    run.accelerator.backward(d_loss)
+    if run.settings.grad_clip > 0:
+        run.accelerator.clip_grad_norm_(nets.discriminator.parameters(), run.settings.grad_clip)
+    nets.opt_d.step()
+    return d_values
+
+
+def _g_step(nets: Networks, suite: LossSuite, out, batch, pyramids, text, image_encoder,
+            step: int, run: Run):  # fmt: skip
+    """One generator (+ conditioning encoder) update on Eq. 3's loss; -> (its losses, the
+    gradient norm before clipping or None)."""
+    gt_levels, lowpass_levels = pyramids
+    with run.accelerator.autocast():
+        g_loss, g_values = suite.generator_loss(
+            out, batch, gt_levels, lowpass_levels, text,
+            damsm_image_encoder=image_encoder, discriminator=nets.discriminator, step=step,
+        )  # fmt: skip
+    nets.opt_g.zero_grad(set_to_none=True)
+    run.accelerator.backward(g_loss)
+    grad_norm = None
+    if run.settings.grad_clip > 0:
+        grad_norm = run.accelerator.clip_grad_norm_(nets.g_params, run.settings.grad_clip)
+    nets.opt_g.step()
+    nets.sched_g.step()
+    return g_values, grad_norm
+
+
+def _update_averages(nets: Networks, step: int, ema_start: int, accelerator) -> None:
+    """The EMA copies follow the live networks (a plain copy up to ``ema_start``)."""
+    if accelerator.num_processes > 1:  # BatchNorm statistics: rank 0's everywhere,
+        for buf in accelerator.unwrap_model(nets.generator).buffers():  # so EMA copies agree
+            torch.distributed.broadcast(buf, src=0)
+    for avg, live in ((nets.ema, nets.generator), (nets.text_ema, nets.cond_encoder)):
+        if avg is None:
+            continue
+        if step <= ema_start:
+            avg.module.load_state_dict(accelerator.unwrap_model(live).state_dict())
+        else:
+            avg.update_parameters(accelerator.unwrap_model(live))
+
+
+def _log_step(run: Run, values: dict, dt: float, lr: float, grad_norm) -> dict[str, float]:
+    """Losses under ``train/``, step time, learning rate and gradient norm under ``perf/``."""
+    values = {k: float(v) for k, v in values.items()}
+    run.log.add(run.step, values, "train/")
+    perf = {"ms_per_step": dt * 1000, "lr": lr}
+    if grad_norm is not None:
+        perf["g_grad_norm"] = float(grad_norm)
+    run.log.add(run.step, perf, "perf/")
+    return values
+
+
+def _grid_row(batch, out, n: int = 4) -> np.ndarray:
+    """LR (nearest) | coarse | fine | GT for the first ``n`` samples, one uint8 image."""
+    gt = batch["gt"][:n].float()
+    lq = F.interpolate(batch["lq"][:n].float(), size=gt.shape[-2:], mode="nearest")
+    cols = [lq, out.coarse[-1][:n].float(), out.sr[:n].float(), gt]
+    grid = torch.cat([torch.cat(list(c), dim=1) for c in cols], dim=2)  # (3, n*H, 4*W)
+    return grid.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
 def _attention_row(attn: torch.Tensor, max_words: int = 8) -> np.ndarray:
@@ -141,6 +314,36 @@ def _attention_row(attn: torch.Tensor, max_words: int = 8) -> np.ndarray:
     return strip.mul(255).byte().unsqueeze(-1).expand(-1, -1, 3).cpu().numpy()
 
 
+def _save_images(run: Run, batch, out) -> None:
+    """LR | coarse | fine | GT (and the last TAM's word maps) to TensorBoard and RUN/samples."""
+    row = _grid_row(batch, out)
+    run.log.image("samples/lq_coarse_fine_gt", row, run.step)
+    if out.attn:  # per-word maps of the last TAM for the first sample
+        run.log.image("samples/word_attention", _attention_row(out.attn[-1][0]), run.step)
+    Image.fromarray(row).save(run.dir / "samples" / f"step_{run.step:07d}.png")
+
+
+def _due(step: int, every: int) -> bool:
+    """Whether something done every ``every`` steps (0: never) is due at ``step``."""
+    return bool(every) and step % every == 0
+
+
+def _call_eval(on_eval, step: int, nets: Networks) -> None:
+    g = nets.ema.module if nets.ema is not None else extract_model_from_parallel(nets.generator)
+    t = None
+    if nets.train_text:
+        t = (nets.text_ema.module if nets.text_ema is not None
+             else extract_model_from_parallel(nets.cond_encoder))  # fmt: skip
+    modes = [(m, m.training) for m in (g, t) if m is not None]
+    for m, _ in modes:
+        m.eval()
+    with torch.no_grad():
+        on_eval(step, g, t)
+    for m, was in modes:
+        m.train(was)
+
+
+# ----------------------------------------------------------------------------- the loop
 def fit(
     cfg: Config,
     run_dir: str | Path,
@@ -156,262 +359,65 @@ def fit(
     ``train.eval_every`` steps (and after the last) with the EMA generator and the EMA
     conditioning text encoder (None with the frozen DAMSM's features), both in eval mode and
     switched back to train mode afterwards (used by the benchmarks for learning curves)."""
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-    from tgsr.data.degradations import build_pyramids
-    from tgsr.data.loader import build_vocabulary
-    from tgsr.losses import LossSuite
-    from tgsr.models.discriminator import Discriminator
-    from tgsr.models.serialization import save_generator, save_text_encoder
-    from tgsr.training.damsm import copy_damsm
-
-    tc = cfg.train
-    preflight(run_dir, resume, cfg.data, needs_damsm(cfg), cfg.damsm.path)
-    run_dir, accelerator = start_run(run_dir, tc.mixed_precision, tc.seed, tc.torch_threads, cpu)
-    main = accelerator.is_main_process
-    device = accelerator.device
-
-    # ---- text side: a pre-trained DAMSM, frozen (paper §3.4) -------------------------------
-    text_encoder = image_encoder = None
-    if needs_damsm(cfg):  # preflight() made sure damsm.path is set
-        text_encoder, image_encoder, vocab = load_frozen_damsm(cfg.damsm.path, cfg.loss.tic > 0)
-        text_encoder.to(device)
-        if image_encoder is not None:
-            image_encoder.to(device)
-        word_dim = text_encoder.feature_dim
-    else:
-        vocab = build_vocabulary(cfg.data)
-        word_dim = 2 * cfg.damsm.text_encoder.hidden_dim
-
-    # ---- data ----------------------------------------------------------------------------
-    loader = train_loader(cfg.data, vocab, tc.batch_size, "train.batch_size", seed=tc.seed)
-
-    # ---- networks, losses, optimizers ----------------------------------------------------
-    generator = build_generator(cfg, word_dim)
-    # the encoder whose features condition the generator (the frozen DAMSM's, or a trained one)
-    cond_encoder = None
-    if text_encoder is not None and cfg.generator.use_text:
-        cond_encoder = conditioning_encoder(tc.text_encoder, text_encoder, len(vocab), cfg)
-    train_text = cond_encoder is not None and tc.text_encoder != "frozen"
-    # the frozen DAMSM's features are needed to condition (frozen) or for TIC / cGAN
-    frozen_features = not train_text or cfg.loss.tic > 0 or cfg.loss.cgan > 0
-    discriminator = None
-    if cfg.loss.cgan > 0:
-        discriminator = Discriminator(
-            hr_size=cfg.data.hr_size, scale=cfg.data.scale, sentence_dim=word_dim,
-            **asdict(cfg.discriminator),
-        )  # fmt: skip
-    suite = LossSuite(cfg.loss, cfg.generator, cfg.damsm, degradation=cfg.data.degradation)
-    memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
-    generator.to(memory_format=memory_format)
-    g_params = list(generator.parameters())
-    if train_text:
-        cond_encoder.to(device)
-        g_params += list(cond_encoder.parameters())
-    # foreach=True: one multi-tensor kernel per Adam op instead of a Python loop over the
-    # parameters (the default on GPUs, not on CPUs); bit-identical results
-    opt_g = torch.optim.Adam(
-        g_params, lr=tc.lr, betas=tuple(tc.betas), eps=tc.eps,
-        weight_decay=tc.weight_decay, foreach=True,
-    )  # fmt: skip
-    warmup = max(tc.warmup_steps, 1)
-    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, lambda s: min(1.0, (s + 1) / warmup))
-    modules = {"generator": generator}
-    optimizers = {"generator": opt_g}
-    if discriminator is not None:
-        discriminator.to(memory_format=memory_format)
-        opt_d = torch.optim.Adam(
-            discriminator.parameters(), lr=tc.d_lr, betas=tuple(tc.betas), foreach=True
-        )
-        discriminator, opt_d = accelerator.prepare(discriminator, opt_d)
-        modules["discriminator"] = discriminator
-        optimizers["discriminator"] = opt_d
-    generator, opt_g = accelerator.prepare(generator, opt_g)  # the loader shards itself
-    if train_text:
-        cond_encoder = accelerator.prepare(cond_encoder)
-        modules["text_encoder"] = cond_encoder
-    ema = text_ema = None
-    if tc.ema_decay > 0:
-        ema = AveragedModel(
-            accelerator.unwrap_model(generator),
-            multi_avg_fn=get_ema_multi_avg_fn(tc.ema_decay),
-            use_buffers=True,
-        )
-        modules["ema"] = ema
-        if train_text:
-            text_ema = AveragedModel(
-                accelerator.unwrap_model(cond_encoder),
-                multi_avg_fn=get_ema_multi_avg_fn(tc.ema_decay),
-            )
-            modules["text_ema"] = text_ema
-
-    # ---- resume (docs/reliability.md: exact, from the newest checkpoint that verifies) -----
-    optimizers["scheduler_g"] = sched_g
-    if accelerator.scaler is not None:
-        optimizers["grad_scaler"] = accelerator.scaler
-    ckpt_root = run_dir / "checkpoints"
-    ckpt_dir = ckpt_root / "last"
-    step, elapsed, state = 0, 0.0, None
-    plain = {k: accelerator.unwrap_model(m) for k, m in modules.items()}
-    if resume:
-        found = latest_checkpoint(ckpt_root, warn=console.print if main else None)
-        if found is None:
-            raise TGSRError(f"--resume: no usable checkpoint in {ckpt_root}")
-        state = load_checkpoint(found[0], plain, optimizers, restore_rng=False)
-        step, elapsed = state["step"], state["elapsed"]
-        if main:
-            console.print(
-                f"resumed from {found[0]} at step {step} ({elapsed / 60:.1f} min already trained)"
-            )
-            if state.get("batches_per_epoch", len(loader)) != len(loader):
-                console.print("[yellow]the data set changed size: resume is not exact[/]")
-    if main:
-        save_config(cfg, run_dir / "config.yaml")
-        vocab.save(run_dir / "vocab.json")
-        if cfg.damsm.path:
-            copy_damsm(cfg.damsm.path, run_dir / "damsm")
-        (run_dir / "samples").mkdir(exist_ok=True)
-    log = ScalarLog(run_dir / "tb", enabled=main)
-    if state is not None:  # the loss curve so far, so train_summary.json holds all of it
-        log.history = {k: [tuple(p) for p in v] for k, v in state.get("history", {}).items()}
-    watch = Stopwatch(elapsed)
-    budget = tc.max_minutes * 60 if tc.max_minutes else math.inf
-    timer = StepTimer()
-
-    checkpoints = RunCheckpoints(
-        ckpt_dir,
-        plain,
-        optimizers,
-        loader,
-        keep=tc.keep_checkpoints,
-        main=main,
-        saved_step=step if resume else -1,
-    )
-
-    def to_device(batch):
-        out = {}
-        for k, v in batch.items():
-            if torch.is_tensor(v):
-                v = v.to(device, non_blocking=True)
-                if v.dim() == 4:
-                    v = v.contiguous(memory_format=memory_format)
-            out[k] = v
-        return out
-
-    generator.train()
-    if discriminator is not None:
-        discriminator.train()
-    batches = infinite(loader, start=step)
-    if state is not None:  # last, so nothing between here and the loop draws from the RNGs
-        if not restore_process_state(state, accelerator.process_index, loader.dataset) and main:
-            console.print("[yellow]more processes than the checkpoint had: resume is not exact[/]")
+    tc, data = cfg.train, cfg.data
+    run = Run(run_dir, tc, data, title=cfg.name, resume=resume, progress=progress, cpu=cpu,
+              threads=tc.torch_threads, need_damsm=needs_damsm(cfg), damsm_path=cfg.damsm.path,
+              show=SHOW)  # fmt: skip
+    text = _setup_text(cfg, run.device)
+    loader = train_loader(data, text.vocab, tc.batch_size, "train.batch_size", seed=tc.seed)
+    nets = _build_networks(cfg, text)
+    suite = LossSuite(cfg.loss, cfg.generator, cfg.damsm, degradation=data.degradation)
+    _prepare_training(nets, tc, run.accelerator)
+    run.restore(nets.modules(), nets.optimizers(), loader)
+    if run.main:
+        _write_run_files(cfg, run.dir, text.vocab)
+    for m in (nets.generator, nets.discriminator):
+        if m is not None:
+            m.train()
     values: dict[str, float] = {}
-    show = ["g_total", "l2", "tar", "tic", "cgan", "d_total"]
-    with StopSignal() as stop, make_progress(disable=not (progress and main)) as bar:
-        task = bar.add_task(cfg.name, total=tc.max_steps, completed=step, info="")
-        while step < tc.max_steps and agreed(watch.elapsed < budget and not stop.requested,
-                                             device):  # fmt: skip
-            batch = to_device(next(batches))
-            text = cond = None
-            if text_encoder is not None and frozen_features:
-                with torch.no_grad():
-                    text = text_encoder.encode(batch["tokens"], batch["length"])
-            cond = _encode(cond_encoder, batch) if train_text else text
-            if text is None:  # TAR needs only the word mask, which both encoders share
-                text = cond
+    with run.loop(loader) as batches:
+        for batch in batches:
+            batch = _to_device(batch, run.device, nets.memory_format)
+            loss_text, cond = _text_features(batch, text, nets)
             with torch.no_grad():
-                gt_levels, lowpass_levels = build_pyramids(
-                    batch["gt"], cfg.data.scale, cfg.data.lowpass_sigma, cfg.data.degradation
-                )
-            words = cond.words if (cond is not None and cfg.generator.use_text) else None
-            mask = cond.token_mask if cond is not None else None
-            sentence = cond.sentence if (cond is not None and cfg.generator.use_text) else None
+                pyramids = build_pyramids(batch["gt"], data.scale, data.lowpass_sigma,
+                                          data.degradation)  # fmt: skip
+            out = _generate(nets.generator, batch, cond, cfg.generator.use_text, run.accelerator)
+            d_values = _d_step(nets, suite, out, batch, loss_text, run.step + 1, run)
+            g_values, grad_norm = _g_step(nets, suite, out, batch, pyramids, loss_text,
+                                          text.image_encoder, run.step + 1, run)  # fmt: skip
+            dt = run.advance()
+            _update_averages(nets, run.step, tc.ema_start, run.accelerator)
+            if _due(run.step, tc.log_every) or run.step == 1:
+                lr = nets.sched_g.get_last_lr()[0]
+                values = _log_step(run, {**g_values, **d_values}, dt, lr, grad_norm)
+            if run.main and _due(run.step, tc.image_every):
+                _save_images(run, batch, out)
+            run.end_step(dt, values)
+            if on_eval is not None and run.main and _due(run.step, tc.eval_every):
+                _call_eval(on_eval, run.step, nets)
+    if on_eval is not None and run.main and not _due(run.step, tc.eval_every):
+        _call_eval(on_eval, run.step, nets)
+    run.checkpoint()
+    return _finish(cfg, run, nets, text.vocab)
 
-            # -- discriminator step ---------------------------------------------------------
-            with accelerator.autocast():
-                out = generator(batch["lq"], words, sentence, mask)
-            d_values = {}
-            if discriminator is not None and suite.trains_discriminator(step + 1):
-                with accelerator.autocast():
-                    d_loss, d_values = suite.discriminator_loss(out, batch, text, discriminator)
-                opt_d.zero_grad(set_to_none=True)
-                accelerator.backward(d_loss)
-                if tc.grad_clip > 0:
-                    accelerator.clip_grad_norm_(discriminator.parameters(), tc.grad_clip)
-                opt_d.step()
 
-            # -- generator step -------------------------------------------------------------
-            with accelerator.autocast():
-                g_loss, g_values = suite.generator_loss(
-                    out, batch, gt_levels, lowpass_levels, text,
-                    damsm_image_encoder=image_encoder, discriminator=discriminator,
-                    step=step + 1,
-                )  # fmt: skip
-            opt_g.zero_grad(set_to_none=True)
-            accelerator.backward(g_loss)
-            grad_norm = None  # the generator's gradient norm before clipping (logged)
-            if tc.grad_clip > 0:
-                grad_norm = accelerator.clip_grad_norm_(g_params, tc.grad_clip)
-            opt_g.step()
-            sched_g.step()
-            step += 1
-            if accelerator.num_processes > 1:  # BatchNorm statistics: rank 0's everywhere,
-                for buf in accelerator.unwrap_model(generator).buffers():  # so EMA copies agree
-                    torch.distributed.broadcast(buf, src=0)
-            for avg, live in ((ema, generator), (text_ema, cond_encoder)):
-                if avg is None:
-                    continue
-                if step <= tc.ema_start:
-                    avg.module.load_state_dict(accelerator.unwrap_model(live).state_dict())
-                else:
-                    avg.update_parameters(accelerator.unwrap_model(live))
-
-            # -- log / images / checkpoint --------------------------------------------------
-            dt = timer.tick()
-            if step % tc.log_every == 0 or step == 1:
-                values = {**g_values, **d_values}
-                values = {k: float(v) for k, v in values.items()}
-                log.add(step, values, "train/")
-                perf = {"ms_per_step": dt * 1000, "lr": sched_g.get_last_lr()[0]}
-                if grad_norm is not None:
-                    perf["g_grad_norm"] = float(grad_norm)
-                log.add(step, perf, "perf/")
-            bar.update(task, completed=step,
-                       total=bar_total(step, tc.max_steps, watch.elapsed, budget, dt),
-                       info=f"{dt * 1000:.0f} ms/step {format_losses(values, show)}")  # fmt: skip
-            if main and tc.image_every and step % tc.image_every == 0:
-                row = _grid_row(batch, out)
-                log.image("samples/lq_coarse_fine_gt", row, step)
-                if out.attn:  # per-word maps of the last TAM for the first sample
-                    log.image("samples/word_attention", _attention_row(out.attn[-1][0]), step)
-                from PIL import Image
-
-                Image.fromarray(row).save(run_dir / "samples" / f"step_{step:07d}.png")
-            if tc.checkpoint_every and step % tc.checkpoint_every == 0:
-                checkpoints.save(step, watch.elapsed, log.history)
-            if on_eval is not None and main and tc.eval_every and step % tc.eval_every == 0:
-                _call_eval(on_eval, step, ema, generator, text_ema, cond_encoder, train_text)
-    if on_eval is not None and main and not (tc.eval_every and step % tc.eval_every == 0):
-        _call_eval(on_eval, step, ema, generator, text_ema, cond_encoder, train_text)
-    checkpoints.save(step, watch.elapsed, log.history)
+def _finish(cfg: Config, run: Run, nets: Networks, vocab: Vocabulary) -> TrainResult:
+    """The final (EMA) generator and conditioning text encoder, saved; the run summary."""
+    accelerator = run.accelerator
     accelerator.wait_for_everyone()
-    final = ema.module if ema is not None else accelerator.unwrap_model(generator)
+    final = nets.ema.module if nets.ema is not None else accelerator.unwrap_model(nets.generator)
     final_text = None
-    if train_text:
-        final_text = text_ema.module if text_ema is not None else cond_encoder
+    if nets.train_text:
+        final_text = nets.text_ema.module if nets.text_ema is not None else nets.cond_encoder
         final_text = accelerator.unwrap_model(final_text).eval()
-    if main:
-        save_generator(final, run_dir / "generator")
-        if train_text:
-            save_text_encoder(final_text, run_dir / "text_encoder", vocab)
-        (run_dir / "train_summary.json").write_text(json.dumps({
-            "steps": step,
-            "minutes": watch.elapsed / 60,
-            "stopped_by": "signal" if stop.requested else (
-                "max_steps" if step >= tc.max_steps else "max_minutes"),
-            "images_seen": step * tc.batch_size * accelerator.num_processes,
-            "history": log.history,
-        }))  # fmt: skip
-        console.print(f"{cfg.name}: {step} steps in {watch.elapsed / 60:.1f} min -> {run_dir}")
-    log.close()
-    return TrainResult(run_dir, step, final.eval(), final_text)
+    if run.main:
+        save_generator(final, run.dir / "generator")
+        if nets.train_text:
+            save_text_encoder(final_text, run.dir / "text_encoder", vocab)
+        run.write_summary()
+        console.print(
+            f"{cfg.name}: {run.step} steps in {run.watch.elapsed / 60:.1f} min -> {run.dir}"
+        )
+    run.close()
+    return TrainResult(run.dir, run.step, final.eval(), final_text)
