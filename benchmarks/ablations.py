@@ -93,10 +93,10 @@ def _test_set(cfg, vocab, num: int, seed: int = 0) -> dict:
     from tgsr.data.loader import build_dataset
     from tgsr.data.synthetic_text import make_caption
     from tgsr.evaluation import shapecaps as bench
-    from tgsr.evaluation.evaluate import _collect, eval_data_config
+    from tgsr.evaluation.common import collect, eval_data_config
 
     data = build_dataset(eval_data_config(cfg.data, "test", num), vocab, train=False)
-    test = _collect(data, 64, num)
+    test = collect(data, 64, num)
     attrs = [json.loads(a) for a in test["attributes"]]
     rng = random.Random(seed)
     idx = [i for i, a in enumerate(attrs) if bench.can_edit(a, "one")]
@@ -122,7 +122,7 @@ class _OnDevice:
     def __call__(self, lq, tokens, lengths):
         import torch
 
-        from tgsr.evaluation.evaluate import SROutput
+        from tgsr.evaluation.common import SROutput
 
         dev = self.device
         words = mask = sentence = None

@@ -102,7 +102,7 @@ def parse_variant(name: str) -> dict:
 
 def resolved(cfg, changes: dict) -> dict:
     """What the trainer would run with on this machine, after ``changes``."""
-    from tgsr.device import effective_mixed_precision
+    from tgsr.device import effective_mixed_precision, effective_num_workers
 
     mp = changes.get("mixed_precision", cfg.train.mixed_precision)
     mp = effective_mixed_precision(mp, cpu=True) if "mixed_precision" not in changes else mp
@@ -113,7 +113,7 @@ def resolved(cfg, changes: dict) -> dict:
         cl = effective_channels_last(cl, mp, cpu=True)
     return {"mixed_precision": mp, "channels_last": bool(cl),
             "threads": changes.get("threads", torch.get_num_threads()),
-            "num_workers": changes.get("num_workers", cfg.data.num_workers),
+            "num_workers": changes.get("num_workers", effective_num_workers(cfg.data.num_workers)),
             "compile": changes.get("compile", False)}  # fmt: skip
 
 
@@ -126,18 +126,20 @@ class Step:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
         from tgsr.losses import LossSuite
-        from tgsr.models import TextEncoder, build_generator
+        from tgsr.models import build_generator
+        from tgsr.training.damsm import build_damsm_modules
         from tgsr.training.trainer import conditioning_encoder
 
         self.cfg, self.settings = cfg, settings
         self.mf = torch.channels_last if settings["channels_last"] else torch.contiguous_format
         torch.manual_seed(seed)
-        te = cfg.damsm.text_encoder
-        frozen = TextEncoder(vocab_size, te.embedding_dim, te.hidden_dim, te.dropout)
+        frozen, _ = build_damsm_modules(cfg, vocab_size)  # random weights: speed only
         self.frozen = frozen.eval().requires_grad_(False)
         self.generator = build_generator(cfg, frozen.feature_dim).to(memory_format=self.mf)
         self.generator.train()
-        self.train_text = cfg.train.text_encoder != "frozen"
+        # as the trainer: no text encoder runs for a generator without text (the baseline)
+        self.use_text = cfg.generator.use_text
+        self.train_text = self.use_text and cfg.train.text_encoder != "frozen"
         self.cond = conditioning_encoder(cfg.train.text_encoder, frozen, vocab_size, cfg)
         if cfg.loss.tic > 0 or cfg.loss.cgan > 0:
             raise SystemExit("this benchmark covers presets without TIC / cGAN")
@@ -149,7 +151,9 @@ class Step:
         self.opt = torch.optim.Adam(self.params, lr=tc.lr, betas=tuple(tc.betas), eps=tc.eps,
                                     weight_decay=tc.weight_decay, foreach=True)  # fmt: skip
         warmup = max(tc.warmup_steps, 1)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / warmup))
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda s: min(1.0, (s + 1) / warmup)
+        )
         avg = get_ema_multi_avg_fn(tc.ema_decay)
         self.ema = AveragedModel(self.generator, multi_avg_fn=avg, use_buffers=True)
         self.text_ema = AveragedModel(self.cond, multi_avg_fn=avg) if self.train_text else None
@@ -176,9 +180,10 @@ class Step:
 
         t = clock()
         with record("text"):
+            words = sentence = None
             if self.train_text:
                 words, sentence = self.cond(b["tokens"], b["length"])
-            else:
+            elif self.use_text:
                 with torch.no_grad():
                     words, sentence = self.frozen(b["tokens"], b["length"])
             mask = token_mask_from_lengths(b["length"], b["tokens"].shape[1])
@@ -186,10 +191,8 @@ class Step:
         with record("pyramids"), torch.no_grad():
             gt_levels, lp_levels = build_pyramids(b["gt"], d.scale, d.lowpass_sigma, d.degradation)
         t = lap("pyramids", t)
-        use_text = self.cfg.generator.use_text
         with record("forward"), self.autocast():
-            out = self.forward(b["lq"], words if use_text else None,
-                               sentence if use_text else None, mask)  # fmt: skip
+            out = self.forward(b["lq"], words, sentence, mask)
         t = lap("forward", t)
         from tgsr.models import TextFeatures
 
@@ -308,6 +311,7 @@ def untrained_damsm(cfg, directory: Path) -> Path:
 def mode_fit(cfg, names: list[str], args) -> dict:
     """The real training loop; seconds between consecutive steps (``on_eval`` every step)."""
     from tgsr.config import load_config
+    from tgsr.device import effective_num_workers
     from tgsr.training.trainer import fit
 
     if len(names) != 1:
@@ -324,13 +328,22 @@ def mode_fit(cfg, names: list[str], args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         overrides.append(f"damsm.path={untrained_damsm(cfg, Path(tmp) / 'damsm')}")
         cfg = load_config(args.preset, args.overrides + overrides)
+        if "num_workers" in changes:  # as asked, not as tgsr.device would choose here
+            import tgsr.training.common as common
+
+            common.effective_num_workers = lambda n: n
         t0 = time.perf_counter()
         fit(cfg, Path(tmp) / "run", progress=False, cpu=True,
             on_eval=lambda step, g, t: stamps.append(time.perf_counter()))  # fmt: skip
         total = time.perf_counter() - t0
-    gaps = [b - a for a, b in zip(stamps[args.warmup:], stamps[args.warmup + 1:], strict=False)]
+    first = max(args.warmup - 1, 0)  # the stamp that ends the last warm-up step
+    gaps = [b - a for a, b in zip(stamps[first:], stamps[first + 1 :], strict=False)]
     med = statistics.median(gaps)
-    return {"rows": [{"variant": names[0], "settings": resolved(cfg, {}), "overrides": overrides,
+    settings = {
+        **resolved(cfg, {}),
+        "num_workers": changes.get("num_workers", effective_num_workers(cfg.data.num_workers)),
+    }
+    return {"rows": [{"variant": names[0], "settings": settings, "overrides": overrides,
                       "step_s": summarise(gaps), "steps_per_min": 60 / med,
                       "mean_steps_per_min": 60 * len(gaps) / sum(gaps),
                       "process_wall_s": total}]}  # fmt: skip

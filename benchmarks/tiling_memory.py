@@ -39,7 +39,7 @@ def _one_run(lq_size: int, scale: int, tile: int, overlap: int | None, threads: 
     cfg = load_config(None, [f"data.scale={scale}"])
     te = cfg.damsm.text_encoder
     vocab = Vocabulary.build(["a red and cyan striped circle on the left"])
-    text_encoder = TextEncoder(len(vocab), te.embedding_dim, te.hidden_dim, te.dropout)
+    text_encoder = TextEncoder(te, len(vocab))
     generator = build_generator(cfg, 2 * te.hidden_dim)
     info = PipelineInfo(scale=scale, lq_size=cfg.data.hr_size // scale, max_words=18)
     pipe = TGSRPipeline(generator, text_encoder, vocab, info)

@@ -58,19 +58,17 @@ def tiny_config(scale: int = 8, use_text: bool = True, arch: str = "paper", **ge
 
 def tiny_components(cfg, seed: int = 0):
     """-> (generator, text_encoder, image_encoder, discriminator, vocab), seeded, eval mode."""
-    from dataclasses import asdict
-
     from tgsr.models import TextEncoder, build_generator, build_image_encoder
     from tgsr.models.discriminator import Discriminator
 
     torch.manual_seed(seed)
     vocab = Vocabulary.build(CAPTIONS)
     te = cfg.damsm.text_encoder
-    text_encoder = TextEncoder(len(vocab), te.embedding_dim, te.hidden_dim, te.dropout).eval()
+    text_encoder = TextEncoder(te, len(vocab)).eval()
     image_encoder = build_image_encoder(cfg.damsm.image_encoder, load_weights=False).eval()
     generator = build_generator(cfg, 2 * te.hidden_dim).eval()
     discriminator = Discriminator(
-        cfg.data.hr_size, cfg.data.scale, 2 * te.hidden_dim, **asdict(cfg.discriminator)
+        cfg.discriminator, cfg.data.hr_size, cfg.data.scale, 2 * te.hidden_dim
     )
     # random (non-zero) image heads so that the text visibly changes the output
     with torch.no_grad():

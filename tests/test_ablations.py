@@ -1,8 +1,6 @@
 """Every ablation preset (paper Table 2) builds, runs one G and one D step, and holds exactly the
 modules and loss terms it should."""
 
-import dataclasses
-
 import pytest
 import torch
 
@@ -49,14 +47,12 @@ def test_preset_builds_and_steps(name):
     n_tam = sum(isinstance(m, TextAttention) for m in gen.modules())
     assert n_tam == (gen.num_stages if use_text else 0)
     assert hasattr(gen, "refine_stages") == refine
-    text_enc = TextEncoder(20, **dataclasses.asdict(cfg.damsm.text_encoder)).eval()
+    text_enc = TextEncoder(cfg.damsm.text_encoder, 20).eval()
     image_enc = disc = None
     if suite.uses_image_encoder:
         image_enc = build_image_encoder(cfg.damsm.image_encoder).eval().requires_grad_(False)
     if suite.uses_discriminator:
-        disc = Discriminator(
-            cfg.data.hr_size, scale, word_dim, **dataclasses.asdict(cfg.discriminator)
-        )
+        disc = Discriminator(cfg.discriminator, cfg.data.hr_size, scale, word_dim)
     g_opt = torch.optim.Adam(gen.parameters(), lr=1e-4)
 
     gt = torch.rand(2, 3, 32, 32)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tgsr.config import load_config, preset_names
+from tgsr.config import TextEncoderConfig, load_config, preset_names
 from tgsr.device import fast_bf16
 from tgsr.errors import TGSRError
 from tgsr.models import GeneratorBase, TextEncoder, build_generator
@@ -98,7 +98,7 @@ def test_bf16_agrees_with_fp32_on_real_photographs(preset):
                 p.normal_(0, 0.05)
     vocab = Vocabulary.build([CAPTION])
     torch.manual_seed(1)
-    text_encoder = TextEncoder(len(vocab), 16, 8, 0.0).eval()
+    text_encoder = TextEncoder(TextEncoderConfig(16, 8, 0.0), len(vocab)).eval()
     pipe = TGSRPipeline(gen, text_encoder, vocab, PipelineInfo(gen.scale, 8, t))
     for lq in _photos():
         ref = pipe.to(dtype="float32")(lq, CAPTION, output_type="np").images[0]

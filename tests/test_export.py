@@ -1,4 +1,4 @@
-"""`tgsr export`: run folder -> pipeline folder; the padded text encoder; ONNX parity."""
+"""`tgsr export`: run folder -> pipeline folder; the padded text-encoder forward; ONNX parity."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from helpers_pipeline import make_run_dir, natural_image, tiny_components, tiny_config
 from tgsr.cli.app import app
 from tgsr.errors import ModelFormatError, TGSRError
-from tgsr.export import PaddedTextEncoder, export_onnx, export_pipeline
+from tgsr.export import export_onnx, export_pipeline
 from tgsr.pipeline import TGSRPipeline
 
 CAPTION = "a red and cyan striped circle"
@@ -80,7 +80,7 @@ def test_padded_text_encoder_equals_packed():
     tokens[torch.arange(t)[None] >= lengths[:, None]] = 0
     with torch.no_grad():
         words, sentence = encoder(tokens, lengths)
-        pw, ps = PaddedTextEncoder(encoder)(tokens, lengths)
+        pw, ps = encoder.forward_padded(tokens, lengths)
     assert torch.allclose(words, pw, atol=1e-6) and torch.allclose(sentence, ps, atol=1e-6)
     assert (pw[3] == 0).all() and (ps[3] == 0).all()  # empty caption: zeros, as packed
 

@@ -144,6 +144,25 @@ def test_a_saved_run_config_with_the_old_keys_loads(tmp_path):
     assert load_config(tmp_path / "config.yaml") == load_config("quickstart")
 
 
+def test_an_old_no_text_record_reads_its_no_op_text_keys_as_off(tmp_path):
+    """Before validate() refused them, a no-text generator accepted word_norm / word_adapter /
+    text_fusion and built nothing for them (the old quickstart baseline saved word_norm: true):
+    such a record, recognised by its old keys, loads; a current one is still refused."""
+    torch.manual_seed(0)
+    g = build_generator(GeneratorConfig(channels=8, use_text=False), 16, 4).eval()
+    save_generator(g, tmp_path / "g")
+    meta = json.loads((tmp_path / "g" / "config.json").read_text())
+    old = {k: v for k, v in meta["config"].items() if k != "position_code"}
+    old.update(coord_channels=False, subpixel_coords=False, sentence_cond=False,
+               word_norm=True, word_adapter="mlp", text_fusion="concat_mul")  # fmt: skip
+    (tmp_path / "g" / "config.json").write_text(json.dumps({**meta, "config": old}))
+    assert load_generator(tmp_path / "g").config == g.config
+    del old["coord_channels"], old["subpixel_coords"], old["sentence_cond"]
+    (tmp_path / "g" / "config.json").write_text(json.dumps({**meta, "config": old}))
+    with pytest.raises(ModelFormatError, match="needs text but generator.use_text=false"):
+        load_generator(tmp_path / "g")
+
+
 def test_an_old_key_overrides_its_part_of_the_preset_position_code():
     cfg = load_config("quickstart", ["generator.subpixel_coords=false"])
     assert cfg.generator.position_code == "coords"

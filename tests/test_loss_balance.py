@@ -5,20 +5,29 @@ import json
 import pytest
 import torch
 
-from tgsr.config import ConfigError, DAMSMConfig, GeneratorConfig, LossConfig
+from tgsr.config import (
+    ConfigError,
+    DAMSMConfig,
+    DiscriminatorConfig,
+    GeneratorConfig,
+    ImageEncoderConfig,
+    LossConfig,
+    TextEncoderConfig,
+)
 from tgsr.data.degradations import build_pyramids, degrade
 from tgsr.losses import LossSuite
 from tgsr.models import LightImageEncoder, TextEncoder, build_generator
 from tgsr.models.discriminator import Discriminator
 
 D = 16
+LIGHT = ImageEncoderConfig(kind="light", feature_dim=D, light_channels=4, light_input_size=32)
 
 
 def _setup(**loss):
     torch.manual_seed(0)
     gcfg = GeneratorConfig(channels=8)
     gen = build_generator(gcfg, D, 4)
-    text_enc = TextEncoder(20, 8, D // 2, 0.0).eval()
+    text_enc = TextEncoder(TextEncoderConfig(8, D // 2, 0.0), 20).eval()
     tokens = torch.randint(2, 20, (3, 5))
     lengths = torch.tensor([5, 2, 3])
     tokens[torch.arange(5)[None] >= lengths[:, None]] = 0
@@ -28,9 +37,9 @@ def _setup(**loss):
     gts, lows = build_pyramids(gt, 4, 2.0)
     base = {"l2": 1.0, "fine_l2": 1.0, "tar": 1.0, "tic": 0.0, "cgan": 0.0}
     suite = LossSuite(LossConfig(**{**base, **loss}), gcfg, DAMSMConfig())
-    enc = LightImageEncoder(D, 4, 32).eval().requires_grad_(False)
+    enc = LightImageEncoder(LIGHT).eval().requires_grad_(False)
     torch.manual_seed(1)
-    disc = Discriminator(32, 4, D, channels=4)
+    disc = Discriminator(DiscriminatorConfig(channels=4), 32, 4, D)
     return suite, gen, batch, gts, lows, text, enc, disc
 
 

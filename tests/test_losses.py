@@ -1,20 +1,28 @@
 import pytest
 import torch
 
-from tgsr.config import DAMSMConfig, GeneratorConfig, LossConfig
+from tgsr.config import (
+    DAMSMConfig,
+    DiscriminatorConfig,
+    GeneratorConfig,
+    ImageEncoderConfig,
+    LossConfig,
+    TextEncoderConfig,
+)
 from tgsr.data.degradations import build_pyramids, degrade
 from tgsr.losses import LossSuite, tar_loss, tar_weight
 from tgsr.models import LightImageEncoder, TextEncoder, build_generator
 from tgsr.models.discriminator import Discriminator
 
 D = 16
+LIGHT = ImageEncoderConfig(kind="light", feature_dim=D, light_channels=4, light_input_size=32)
 
 
 def _setup(use_text=True, coarse_to_fine=True, **loss):
     torch.manual_seed(0)
     gcfg = GeneratorConfig(channels=8, use_text=use_text, coarse_to_fine=coarse_to_fine)
     gen = build_generator(gcfg, D, 4)
-    text_enc = TextEncoder(20, 8, D // 2, 0.0).eval()
+    text_enc = TextEncoder(TextEncoderConfig(8, D // 2, 0.0), 20).eval()
     tokens = torch.randint(2, 20, (3, 5))
     lengths = torch.tensor([5, 2, 3])
     tokens[torch.arange(5)[None] >= lengths[:, None]] = 0
@@ -51,8 +59,8 @@ def test_l2_targets():
 def test_full_suite_g_and_d_steps():
     suite, gen, out, batch, gts, lows, text = _setup(tar=1.0, tic=0.5, cgan=0.1, lr_consistency=0.1)
     assert suite.terms == ["l2", "tar", "tic", "cgan", "lr_consistency"]
-    enc = LightImageEncoder(D, 4, 32).eval().requires_grad_(False)
-    disc = Discriminator(32, 4, D, channels=4)
+    enc = LightImageEncoder(LIGHT).eval().requires_grad_(False)
+    disc = Discriminator(DiscriminatorConfig(channels=4), 32, 4, D)
     total, logs = suite.generator_loss(out, batch, gts, lows, text, enc, disc)
     assert set(logs) == {"l2", "tar", "tic", "cgan", "lr_consistency", "g_total"}
     total.backward()
@@ -68,7 +76,7 @@ def test_full_suite_g_and_d_steps():
 
 def test_unconditional_d_loss():
     suite, _, out, batch, gts, lows, text = _setup(use_text=False, coarse_to_fine=False, cgan=0.1)
-    disc = Discriminator(32, 4, D, channels=4, conditional=False)
+    disc = Discriminator(DiscriminatorConfig(channels=4, conditional=False), 32, 4, D)
     d_total, logs = suite.discriminator_loss(out, batch, None, disc)
     assert "d_wrong_c" not in logs and "d_real_c" not in logs
     # without conditional logits: real_u + fake_u (averaged over the judged images)

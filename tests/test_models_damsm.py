@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from tgsr.config import ImageEncoderConfig
+from tgsr.config import ImageEncoderConfig, TextEncoderConfig
 from tgsr.models import (
     DAMSM,
     LightImageEncoder,
@@ -44,15 +44,21 @@ def _colour_batch(n: int, seed: int, size: int = 32):
     return images, tokens, lengths, colour_ids * 2 + sides
 
 
+def _light(input_size: int) -> ImageEncoderConfig:
+    return ImageEncoderConfig(
+        kind="light", feature_dim=32, light_channels=8, light_input_size=input_size
+    )
+
+
 def _small_encoders(seed=0):
     torch.manual_seed(seed)
-    text = TextEncoder(len(WORDS), embedding_dim=16, hidden_dim=16, dropout=0.0)
-    image = LightImageEncoder(feature_dim=32, channels=8, input_size=32)
+    text = TextEncoder(TextEncoderConfig(16, 16, dropout=0.0), len(WORDS))
+    image = LightImageEncoder(_light(32))
     return text, image
 
 
 def test_light_encoder_shapes_and_resize():
-    enc = LightImageEncoder(feature_dim=32, channels=8, input_size=64)
+    enc = LightImageEncoder(_light(64))
     regions, glob = enc(torch.rand(2, 3, 64, 64))
     assert regions.shape == (2, 32, 8, 8) and glob.shape == (2, 32)
     regions, _ = enc(torch.rand(2, 3, 128, 128))

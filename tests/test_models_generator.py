@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from tgsr.config import GeneratorConfig
+from tgsr.config import GeneratorConfig, TextEncoderConfig
 from tgsr.models import TextAttention, TextEncoder, build_generator
 
 D = 16
@@ -17,7 +17,7 @@ def _text(batch: int = 2, t: int = 6, seed: int = 0):
 
 def _encoder():
     torch.manual_seed(0)
-    return TextEncoder(30, embedding_dim=8, hidden_dim=D // 2, dropout=0.0).eval()
+    return TextEncoder(TextEncoderConfig(8, D // 2, dropout=0.0), 30).eval()
 
 
 def _gen(scale=8, arch="paper", **kw):

@@ -6,6 +6,10 @@ from tgsr.errors import ModelFormatError
 from tgsr.models import InceptionImageEncoder, build_image_encoder
 
 
+def _inception(path) -> ImageEncoderConfig:
+    return ImageEncoderConfig(kind="inception", feature_dim=16, weights=str(path))
+
+
 @pytest.fixture(scope="module")
 def imagenet_like_file(tmp_path_factory):
     """A torchvision-format Inception-v3 state dict (random values, with AuxLogits)."""
@@ -37,7 +41,7 @@ def test_no_weights_is_an_error_naming_both_options_scratch_only_when_asked():
 
 def test_pretrained_loads_strict_and_freezes(imagenet_like_file):
     path, state = imagenet_like_file
-    enc = InceptionImageEncoder(16, str(path))
+    enc = InceptionImageEncoder(_inception(path))
     torch.testing.assert_close(
         enc.backbone["Mixed_6e"].branch1x1.conv.weight, state["Mixed_6e.branch1x1.conv.weight"]
     )
@@ -53,9 +57,17 @@ def test_mismatched_weights_clear_error(imagenet_like_file, tmp_path):
     bad.pop("Mixed_7c.branch_pool.conv.weight")
     torch.save(bad, tmp_path / "bad.pth")
     with pytest.raises(ModelFormatError, match="missing keys .*Mixed_7c.branch_pool.conv.weight"):
-        InceptionImageEncoder(16, str(tmp_path / "bad.pth"))
+        InceptionImageEncoder(_inception(tmp_path / "bad.pth"))
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(ModelFormatError, match="cannot read"):
-        InceptionImageEncoder(16, str(tmp_path / "junk.pth"))
+        InceptionImageEncoder(_inception(tmp_path / "junk.pth"))
     with pytest.raises(ModelFormatError, match="not found"):
-        InceptionImageEncoder(16, str(tmp_path / "nope.pth"))
+        InceptionImageEncoder(_inception(tmp_path / "nope.pth"))
+
+
+def test_config_kept_and_kind_weights_checked_in_validate():
+    cfg = ImageEncoderConfig(kind="inception", feature_dim=16, weights="scratch")
+    assert build_image_encoder(cfg).config is cfg
+    bad = ImageEncoderConfig(kind="efficientnet_lite0", weights="scratch")
+    with pytest.raises(ConfigError, match="scratch is for kind=inception"):
+        bad.validate()  # before any weights are looked for

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -12,16 +13,19 @@ from tgsr.models import (
     load_component,
     load_damsm,
     load_generator,
+    load_image_encoder,
     load_text_encoder,
     save_component,
     save_damsm,
     save_generator,
+    save_image_encoder,
     save_text_encoder,
 )
 from tgsr.models.serialization import generator_config_dict
 from tgsr.text import Vocabulary
 
 VOCAB = Vocabulary.build(["a red square on the left", "a blue circle on the right"])
+LIGHT = ImageEncoderConfig(kind="light", feature_dim=8, light_channels=4, light_input_size=32)
 
 
 def _generator(**kw):
@@ -53,8 +57,8 @@ def test_generator_round_trip(tmp_path, arch):
 
 def test_text_encoder_and_damsm_round_trip(tmp_path):
     torch.manual_seed(0)
-    text = TextEncoder(len(VOCAB), **vars(TextEncoderConfig(embedding_dim=6, hidden_dim=4))).eval()
-    image = LightImageEncoder(8, 4, 32).eval()
+    text = TextEncoder(TextEncoderConfig(embedding_dim=6, hidden_dim=4), len(VOCAB)).eval()
+    image = LightImageEncoder(LIGHT).eval()
     tokens, lengths = _text_inputs()
     save_text_encoder(text, tmp_path / "t", VOCAB)
     loaded, vocab = load_text_encoder(tmp_path / "t")
@@ -74,6 +78,28 @@ def test_text_encoder_and_damsm_round_trip(tmp_path):
     assert torch.equal(damsm.loss(img, tokens, lengths)[0], damsm.loss(img, tokens, lengths)[0])
 
 
+def test_encoder_configs_saved_as_they_are_and_old_layout_loads(tmp_path):
+    torch.manual_seed(0)
+    tcfg = TextEncoderConfig(embedding_dim=6, hidden_dim=4, dropout=0.25)
+    text = TextEncoder(tcfg, len(VOCAB)).eval()
+    save_text_encoder(text, tmp_path / "t")
+    meta = json.loads((tmp_path / "t" / "config.json").read_text())
+    assert meta["config"] == {"vocab_size": len(VOCAB), **dataclasses.asdict(tcfg)}
+    loaded, _ = load_text_encoder(tmp_path / "t")
+    assert loaded.config == tcfg and loaded.vocab_size == len(VOCAB)
+    # the layout the hand-built dict of earlier versions wrote, key for key
+    old = {"vocab_size": len(VOCAB), "embedding_dim": 6, "hidden_dim": 4, "dropout": 0.25}
+    (tmp_path / "t" / "config.json").write_text(json.dumps({**meta, "config": old}))
+    tokens, lengths = _text_inputs()
+    assert torch.equal(
+        load_text_encoder(tmp_path / "t")[0](tokens, lengths)[1], text(tokens, lengths)[1]
+    )
+    save_image_encoder(LightImageEncoder(LIGHT), tmp_path / "i")
+    meta = json.loads((tmp_path / "i" / "config.json").read_text())
+    assert meta["config"] == dataclasses.asdict(LIGHT)
+    assert load_image_encoder(tmp_path / "i").config == LIGHT
+
+
 def test_format_errors(tmp_path):
     torch.manual_seed(0)
     gen = _generator(channels=8)
@@ -87,9 +113,7 @@ def test_format_errors(tmp_path):
     save_component(_generator(channels=4), tmp_path / "g4", "generator", config)
     with pytest.raises(ModelFormatError, match=r"shape mismatch: head\.0\.weight"):
         load_generator(tmp_path / "g4")
-    save_component(
-        _generator(channels=8, use_text=False), tmp_path / "nt", "generator", config
-    )
+    save_component(_generator(channels=8, use_text=False), tmp_path / "nt", "generator", config)
     with pytest.raises(ModelFormatError, match=r"missing keys: stages\.0\.tam"):
         load_generator(tmp_path / "nt")
     # unsupported version, unknown config key, corrupt weights, missing files
@@ -116,11 +140,11 @@ def test_format_errors(tmp_path):
 
 def test_damsm_folder_needs_vocab(tmp_path):
     torch.manual_seed(0)
-    text = TextEncoder(len(VOCAB), 6, 4)
+    text = TextEncoder(TextEncoderConfig(6, 4), len(VOCAB))
     cfg = DAMSMConfig(
         image_encoder=ImageEncoderConfig(kind="light", feature_dim=8, light_channels=4)
     )
-    save_damsm(text, LightImageEncoder(8, 4), tmp_path / "d", VOCAB, cfg)
+    save_damsm(text, LightImageEncoder(cfg.image_encoder), tmp_path / "d", VOCAB, cfg)
     (tmp_path / "d" / "vocab.json").unlink()
     with pytest.raises(ModelFormatError, match="missing vocab.json"):
         load_damsm(tmp_path / "d")

@@ -1,5 +1,6 @@
 import torch
 
+from tgsr.config import TextEncoderConfig
 from tgsr.models import TextEncoder, token_mask_from_lengths
 
 
@@ -16,7 +17,7 @@ def _tokens(seed: int = 0):
 
 def test_shapes_and_padding_zero():
     torch.manual_seed(0)
-    enc = TextEncoder(40, embedding_dim=12, hidden_dim=6).eval()
+    enc = TextEncoder(TextEncoderConfig(embedding_dim=12, hidden_dim=6), 40).eval()
     tokens, _, lengths = _tokens()
     words, sentence = enc(tokens, lengths)
     assert words.shape == (5, 12, 7) and sentence.shape == (5, 12)
@@ -28,7 +29,7 @@ def test_shapes_and_padding_zero():
 
 def test_padding_tokens_change_nothing():
     torch.manual_seed(0)
-    enc = TextEncoder(40, embedding_dim=12, hidden_dim=6).eval()
+    enc = TextEncoder(TextEncoderConfig(embedding_dim=12, hidden_dim=6), 40).eval()
     tokens, other, lengths = _tokens()
     w1, s1 = enc(tokens, lengths)
     w2, s2 = enc(other, lengths)
@@ -37,7 +38,7 @@ def test_padding_tokens_change_nothing():
 
 def test_batch_order_independent():
     torch.manual_seed(0)
-    enc = TextEncoder(40, embedding_dim=12, hidden_dim=6).eval()
+    enc = TextEncoder(TextEncoderConfig(embedding_dim=12, hidden_dim=6), 40).eval()
     tokens, _, lengths = _tokens()
     w, s = enc(tokens, lengths)
     w1, s1 = enc(tokens[1:2], lengths[1:2])
@@ -47,7 +48,7 @@ def test_batch_order_independent():
 
 def test_embedding_init_and_dropout():
     torch.manual_seed(0)
-    enc = TextEncoder(40, embedding_dim=12, hidden_dim=6, dropout=0.5)
+    enc = TextEncoder(TextEncoderConfig(embedding_dim=12, hidden_dim=6, dropout=0.5), 40)
     assert enc.embedding.weight.abs().max() <= 0.1
     tokens, _, lengths = _tokens()
     enc.train()

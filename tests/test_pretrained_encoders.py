@@ -118,7 +118,7 @@ def test_damsm_folder_round_trip(tmp_path):
         image_encoder=ImageEncoderConfig(kind="efficientnet_lite0", feature_dim=16),
     )
     vocab = Vocabulary.build(["a red bird"])
-    te = TextEncoder(len(vocab), 8, 8, 0.0)
+    te = TextEncoder(TextEncoderConfig(8, 8, 0.0), len(vocab))
     ie = build_image_encoder(cfg.image_encoder)
     save_damsm(te, ie, tmp_path / "damsm", vocab, cfg)
     damsm, _ = load_damsm(tmp_path / "damsm")

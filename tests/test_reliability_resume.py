@@ -61,8 +61,7 @@ def damsm_dir(tmp_path_factory) -> Path:
     cfg = load_config("quickstart", TINY)
     torch.manual_seed(0)
     vocab = build_vocabulary(seed=0)
-    te = cfg.damsm.text_encoder
-    text_encoder = TextEncoder(len(vocab), te.embedding_dim, te.hidden_dim, te.dropout)
+    text_encoder = TextEncoder(cfg.damsm.text_encoder, len(vocab))
     image_encoder = build_image_encoder(cfg.damsm.image_encoder, load_weights=False)
     out = tmp_path_factory.mktemp("damsm")
     save_damsm(text_encoder.eval(), image_encoder.eval(), out, vocab, cfg.damsm)

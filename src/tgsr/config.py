@@ -149,6 +149,11 @@ class ImageEncoderConfig:
                 "damsm.image_encoder.light_input_size must be a multiple of 8, >= 8, "
                 f"got {self.light_input_size}"
             )
+        if self.kind == "efficientnet_lite0" and self.weights == "scratch":
+            raise ConfigError(
+                "damsm.image_encoder.weights=scratch is for kind=inception; EfficientNet-Lite0 "
+                "is used with its ImageNet weights only"
+            )
 
 
 @dataclass
@@ -244,7 +249,9 @@ def _upgrade_generator_keys(data: dict, prefix: str) -> dict:
     """Read generator keys of earlier versions (old presets, saved runs, generator folders):
     ``coord_channels`` / ``subpixel_coords`` -> ``position_code`` (over the ``position_code``
     given beside them, else "none"); ``sentence_cond`` (removed: measured harmful,
-    docs/quickstart.md) is dropped when false and an error when true."""
+    docs/quickstart.md) is dropped when false and an error when true. Those versions accepted
+    the text-conditioning keys with ``use_text: false`` as no-ops (no module was built: e.g. the
+    old quickstart baseline's ``word_norm: true``); such a record reads them as off."""
     old = {"coord_channels", "subpixel_coords", "sentence_cond"} & set(data)
     if not old:
         return data
@@ -267,6 +274,8 @@ def _upgrade_generator_keys(data: dict, prefix: str) -> dict:
             subpixel = _coerce(data.pop("subpixel_coords"), bool, f"{prefix}.subpixel_coords")
         parts = [name for name, on in (("coords", coords), ("subpixel", subpixel)) if on]
         data["position_code"] = "+".join(parts) or "none"
+    if not _coerce(data.get("use_text", True), bool, f"{prefix}.use_text"):
+        data.update({key: off for key, off in _TEXT_KEYS.items() if key in data})
     return data
 
 
@@ -278,6 +287,10 @@ class DiscriminatorConfig:
 
     def validate(self) -> None:
         _require("discriminator", self, channels=">=1")
+        if self.norm not in ("batch", "spectral"):
+            raise ConfigError(
+                f"discriminator.norm must be 'batch' or 'spectral', got {self.norm!r}"
+            )
 
 
 @dataclass

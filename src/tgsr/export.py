@@ -9,8 +9,8 @@ ONNX (``--onnx``): ``DIR/onnx/generator.onnx`` and ``DIR/onnx/text_encoder.onnx`
 dynamic batch (and dynamic LR height/width for the generator); captions are padded to
 ``max_words``. The generator is traced as it runs in PyTorch (its low-pass,
 :func:`tgsr.ops.lowpass`, traces as it is). The bi-LSTM runs on packed sequences in PyTorch,
-which ONNX cannot express; :class:`PaddedTextEncoder` computes the same outputs on the padded
-batch (see its docstring).
+which ONNX cannot express; :meth:`tgsr.models.TextEncoder.forward_padded` computes the same
+outputs on the padded batch (see its docstring) and is what ``text_encoder.onnx`` holds.
 
 ONNX inputs / outputs::
 
@@ -38,7 +38,6 @@ ONNX_OPSET = 17
 
 __all__ = [
     "ONNX_OPSET",
-    "PaddedTextEncoder",
     "export_onnx",
     "export_pipeline",
     "pipeline_from_run",
@@ -66,54 +65,16 @@ def export_pipeline(run_dir: str | Path, out_dir: str | Path, onnx: bool = False
 # ----------------------------------------------------------------------------- ONNX
 
 
-class PaddedTextEncoder(nn.Module):
-    """The :class:`~tgsr.models.TextEncoder` forward (eval mode) without packed sequences.
-
-    Forward direction: an LSTM over the padded batch gives, at every real step, exactly what the
-    packed run gives (padding only follows the real words). Backward direction: each caption is
-    reversed *within its length* (``t -> length - 1 - t`` for real steps, padding left in place),
-    run through the backward LSTM weights as a forward LSTM, and the outputs are put back in
-    caption order. Padded steps are zeroed. The sentence vector is the forward output at the last
-    real step and the backward output at step 0 (the final states of the packed run); a caption of
-    length 0 gives zeros, as in the packed encoder.
-    """
+class _TextEncoderGraph(nn.Module):
+    """The text encoder's ONNX-friendly forward (:meth:`~tgsr.models.TextEncoder.forward_padded`)
+    as a module's ``forward``, for the tracer."""
 
     def __init__(self, encoder: nn.Module):
         super().__init__()
-        lstm = encoder.lstm
-        if lstm.num_layers != 1 or not lstm.bidirectional or not lstm.batch_first:
-            raise ValueError("PaddedTextEncoder supports the 1-layer bi-LSTM of TextEncoder")
-        self.embedding = encoder.embedding
-        e, h = lstm.input_size, lstm.hidden_size
-        self.forward_lstm = nn.LSTM(e, h, batch_first=True)
-        self.backward_lstm = nn.LSTM(e, h, batch_first=True)
-        with torch.no_grad():
-            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-                getattr(self.forward_lstm, f"{name}_l0").copy_(getattr(lstm, f"{name}_l0"))
-                getattr(self.backward_lstm, f"{name}_l0").copy_(getattr(lstm, f"{name}_l0_reverse"))
-        self.eval()
+        self.encoder = encoder
 
-    def forward(
-        self, tokens: torch.Tensor, lengths: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        _, t = tokens.shape
-        emb = self.embedding(tokens)  # (B, T, E); dropout is the identity in eval mode
-        lengths = lengths.to(torch.int64).unsqueeze(1)  # (B, 1)
-        steps = torch.arange(t, device=tokens.device).unsqueeze(0)  # (1, T)
-        valid = steps < lengths  # (B, T)
-        out_f, _ = self.forward_lstm(emb)  # (B, T, H)
-        order = torch.where(valid, lengths - 1 - steps, steps)  # (B, T), its own inverse
-        emb_r = emb.gather(1, order.unsqueeze(-1).expand(-1, -1, emb.shape[-1]))
-        out_b, _ = self.backward_lstm(emb_r)  # (B, T, H) in reversed order
-        out_b = out_b.gather(1, order.unsqueeze(-1).expand(-1, -1, out_b.shape[-1]))
-        keep = valid.unsqueeze(-1).to(out_f.dtype)  # (B, T, 1)
-        words = (torch.cat([out_f, out_b], dim=-1) * keep).transpose(1, 2)  # (B, 2H, T)
-        last = (lengths - 1).clamp(min=0).unsqueeze(-1).expand(-1, 1, out_f.shape[-1])
-        h_f = out_f.gather(1, last).squeeze(1)  # (B, H)
-        h_b = out_b[:, 0]  # (B, H)
-        nonempty = (lengths > 0).to(out_f.dtype)  # (B, 1)
-        sentence = torch.cat([h_f, h_b], dim=1) * nonempty  # (B, 2H)
-        return words, sentence
+    def forward(self, tokens, lengths):
+        return self.encoder.forward_padded(tokens, lengths)
 
 
 class _GeneratorGraph(nn.Module):
@@ -123,8 +84,8 @@ class _GeneratorGraph(nn.Module):
         super().__init__()
         self.generator = generator
 
-    def forward(self, lq, words=None, token_mask=None, sentence=None):
-        out = self.generator(lq, words, sentence, token_mask)
+    def forward(self, lq, words=None, token_mask=None):
+        out = self.generator(lq, words, None, token_mask)
         if self.generator.use_text:
             return out.sr, out.attn[-1]
         return out.sr
@@ -147,7 +108,7 @@ def export_onnx(pipe: TGSRPipeline, out_dir: str | Path, opset: int = ONNX_OPSET
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation / LSTM batch notes
         if pipe.use_text:
-            encoder = PaddedTextEncoder(pipe.text_encoder.float().cpu().eval())
+            encoder = _TextEncoderGraph(pipe.text_encoder.float().cpu().eval()).eval()
             t = pipe.max_words
             tokens = torch.randint(2, len(pipe.vocab), (2, t))
             lengths = torch.tensor([t, max(1, t // 2)])
@@ -166,7 +127,7 @@ def export_onnx(pipe: TGSRPipeline, out_dir: str | Path, opset: int = ONNX_OPSET
             )  # fmt: skip
             written.append(path)
             with torch.no_grad():
-                words, sentence = encoder(tokens, lengths)
+                words, _ = encoder(tokens, lengths)
             mask = torch.arange(t)[None] >= lengths[:, None]
             args = (lq, words, mask)
             names = ["lq", "words", "token_mask"]
@@ -174,10 +135,6 @@ def export_onnx(pipe: TGSRPipeline, out_dir: str | Path, opset: int = ONNX_OPSET
             axes = {"lq": {0: "batch", 2: "height", 3: "width"}, "words": {0: "batch"},
                     "token_mask": {0: "batch"}, "sr": {0: "batch", 2: "out_height", 3: "out_width"},
                     "attn": {0: "batch", 2: "attn_height", 3: "attn_width"}}  # fmt: skip
-            if getattr(generator, "sentence_cond", False):  # FiLM on the sentence feature
-                args = (*args, sentence)
-                names.append("sentence")
-                axes["sentence"] = {0: "batch"}
         else:
             args, names, outputs = (lq,), ["lq"], ["sr"]
             axes = {"lq": {0: "batch", 2: "height", 3: "width"},

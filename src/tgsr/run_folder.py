@@ -10,10 +10,9 @@ wraps it as a pipeline and ``tgsr export`` writes that pipeline's folder.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
@@ -108,9 +107,11 @@ def run_text_encoder(run: Path, cfg: Config):
     if (run / "text_encoder" / "config.json").is_file():
         return load_text_encoder(run / "text_encoder")
     state = _state_from_checkpoint(run, ("text_ema.", "text_encoder."), "text_encoder")
-    vocab_size, embedding_dim = state.get("embedding.weight", torch.zeros(0, 0)).shape
-    hidden_dim = cfg.damsm.text_encoder.hidden_dim
-    encoder = TextEncoder(vocab_size, embedding_dim, hidden_dim, dropout=0.0)
+    if "embedding.weight" not in state:
+        raise ModelFormatError(f"{run}/checkpoints: the text encoder has no embedding.weight")
+    vocab_size, embedding_dim = state["embedding.weight"].shape
+    tcfg = replace(cfg.damsm.text_encoder, embedding_dim=embedding_dim, dropout=0.0)
+    encoder = TextEncoder(tcfg, vocab_size)
     load_state_strict(encoder, state, run / "checkpoints")
     return encoder.eval(), None
 

@@ -172,15 +172,25 @@ def tim_case() -> Summary:
     return out
 
 
+def _light_config():
+    """The tiny light DAMSM image encoder of the cases: 4 channels, 32² input."""
+    from tgsr.config import ImageEncoderConfig
+
+    return ImageEncoderConfig(
+        kind="light", feature_dim=WORD_DIM, light_channels=4, light_input_size=32
+    )
+
+
 def damsm_encoders_case() -> Summary:
     """The tiny DAMSM encoders and ``DAMSM.loss`` in training mode (dropout off)."""
+    from tgsr.config import TextEncoderConfig
     from tgsr.models.damsm import DAMSM
     from tgsr.models.image_encoder import LightImageEncoder
     from tgsr.models.text_encoder import TextEncoder
 
     torch.manual_seed(6)
-    text_encoder = TextEncoder(30, 8, WORD_DIM // 2, dropout=0.0)
-    image_encoder = LightImageEncoder(WORD_DIM, 4, 32)
+    text_encoder = TextEncoder(TextEncoderConfig(8, WORD_DIM // 2, dropout=0.0), 30)
+    image_encoder = LightImageEncoder(_light_config())
     damsm = DAMSM(text_encoder, image_encoder).train()
     g = torch.Generator().manual_seed(7)
     tokens = torch.randint(2, 30, (4, 6), generator=g)
@@ -232,7 +242,13 @@ def loss_terms_case() -> Summary:
 
 def loss_suite_case() -> Summary:
     """The whole objective on a tiny paper-layout generator: every term, G and D sides."""
-    from tgsr.config import DAMSMConfig, GeneratorConfig, LossConfig, load_config
+    from tgsr.config import (
+        DAMSMConfig,
+        DiscriminatorConfig,
+        GeneratorConfig,
+        LossConfig,
+        load_config,
+    )
     from tgsr.data.degradations import build_pyramids, degrade
     from tgsr.losses.suite import LossSuite
     from tgsr.models.discriminator import Discriminator
@@ -244,9 +260,11 @@ def loss_suite_case() -> Summary:
     torch.manual_seed(9)
     gen = build_generator(cfg, WORD_DIM).train()
     spread_weights(gen, seed=13)
-    image_encoder = LightImageEncoder(WORD_DIM, 4, 32).eval().requires_grad_(False)
-    disc = Discriminator(32, 4, WORD_DIM, channels=4, conditional=True, norm="batch")
-    disc_sn = Discriminator(32, 4, WORD_DIM, channels=4, conditional=False, norm="spectral")
+    image_encoder = LightImageEncoder(_light_config()).eval().requires_grad_(False)
+    disc = Discriminator(DiscriminatorConfig(4, conditional=True, norm="batch"), 32, 4, WORD_DIM)
+    disc_sn = Discriminator(
+        DiscriminatorConfig(4, conditional=False, norm="spectral"), 32, 4, WORD_DIM
+    )
     g = torch.Generator().manual_seed(10)
     gt = torch.rand(3, 3, 32, 32, generator=g)
     lq = degrade(gt, 4).clamp(0, 1)

@@ -247,7 +247,9 @@ def quantize(img: torch.Tensor) -> torch.Tensor:
 
 def desaturate(img: torch.Tensor, colour: float) -> torch.Tensor:
     """Keep the luma (ITU-R BT.601 Y) of ``(..., 3, H, W)`` and scale the chroma by ``colour``:
-    1 = unchanged, 0 = grey."""
+    1 = unchanged (the input itself), 0 = grey."""
+    if colour == 1.0:
+        return img
     y = (0.299 * img[..., 0:1, :, :] + 0.587 * img[..., 1:2, :, :]
          + 0.114 * img[..., 2:3, :, :])  # fmt: skip
     return y + colour * (img - y)

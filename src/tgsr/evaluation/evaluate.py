@@ -26,7 +26,7 @@ from tgsr.config import (
 )
 from tgsr.data.degradations import imresize
 from tgsr.data.loader import build_dataset, build_vocabulary
-from tgsr.errors import ModelFormatError, TGSRError
+from tgsr.errors import TGSRError
 from tgsr.evaluation import figures as figs
 from tgsr.evaluation.common import (
     SROutput,
@@ -42,13 +42,9 @@ from tgsr.evaluation.perceptual import FIDMetric, LPIPSMetric
 from tgsr.evaluation.report import write_report
 from tgsr.evaluation.shapecaps import ShapeCapsEval
 from tgsr.models.damsm import r_precision, tim
-from tgsr.models.serialization import load_generator
-from tgsr.run_folder import run_text_encoder
+from tgsr.run_folder import read_run
 from tgsr.training.common import console, make_progress
 from tgsr.training.trainer import load_frozen_damsm
-
-# the names benchmarks/ scripts import from here (their home is tgsr.evaluation.common)
-_collect, _encode = collect, encode_captions
 
 
 # ----------------------------------------------------------------------------- models
@@ -84,18 +80,10 @@ class BicubicSR:
 
 
 def load_run(run_dir: str | Path):
-    """(GeneratorSR, Config) from a training run folder."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file() or not (run_dir / "generator").is_dir():
-        raise ModelFormatError(
-            f"{run_dir}: not a tgsr run folder (needs config.yaml and generator/)"
-        )
-    cfg = load_config(run_dir / "config.yaml")
-    generator = load_generator(run_dir / "generator")
-    text_encoder = None
-    if getattr(generator, "use_text", False):
-        text_encoder, _ = run_text_encoder(run_dir, cfg)
-    return GeneratorSR(generator, text_encoder), cfg
+    """(GeneratorSR, Config) from a training run folder, read by :func:`tgsr.run_folder.read_run`
+    (the generator of ``generator/``, else of the newest valid checkpoint)."""
+    run = read_run(run_dir)
+    return GeneratorSR(run.generator, run.text_encoder), run.config
 
 
 def load_eval_damsm(path: str | Path | None):

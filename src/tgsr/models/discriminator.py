@@ -12,6 +12,9 @@ BCE-with-logits).
 spectral normalisation instead and uses no BatchNorm (more stable with small batches). One
 discriminator judges one resolution (``hr_size``): the loss suite applies it to the final coarse
 and fine outputs, which both have that size.
+
+``Discriminator(config, hr_size, scale, sentence_dim)`` takes its
+:class:`~tgsr.config.DiscriminatorConfig` and keeps it as ``.config``.
 """
 
 from __future__ import annotations
@@ -20,27 +23,20 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from tgsr.config import DiscriminatorConfig
+
 
 class Discriminator(nn.Module):
-    def __init__(
-        self,
-        hr_size: int,
-        scale: int = 8,
-        sentence_dim: int = 256,
-        channels: int = 64,
-        conditional: bool = True,
-        norm: str = "batch",
-    ):
+    def __init__(self, config: DiscriminatorConfig, hr_size: int, scale: int, sentence_dim: int):
+        """``hr_size``: the side of the images judged; ``sentence_dim``: the size of the
+        sentence feature the conditional logits read (the DAMSM's ``feature_dim``)."""
         super().__init__()
-        self.config = {
-            "hr_size": hr_size, "scale": scale, "sentence_dim": sentence_dim,
-            "channels": channels, "conditional": conditional, "norm": norm,
-        }  # fmt: skip
+        config.validate()
         if hr_size < 8:
             raise ValueError(f"hr_size must be >= 8, got {hr_size}")
-        if norm not in ("batch", "spectral"):
-            raise ValueError(f"unknown discriminator norm {norm!r}")
-        self.hr_size, self.scale, self.conditional = hr_size, scale, conditional
+        self.config, self.hr_size, self.scale = config, hr_size, scale
+        self.sentence_dim, self.conditional = sentence_dim, config.conditional
+        channels, norm = config.channels, config.norm
         sn = spectral_norm if norm == "spectral" else (lambda m: m)
 
         def block(i: int, o: int, k: int, s: int, p: int) -> list[nn.Module]:
@@ -63,7 +59,7 @@ class Discriminator(nn.Module):
         self.code_size = size
         self.encode = nn.Sequential(*layers)
         self.uncond = sn(nn.Conv2d(8 * ndf, 1, size))
-        if conditional:
+        if config.conditional:
             self.joint = nn.Sequential(*block(8 * ndf + sentence_dim, 8 * ndf, 3, 1, 1))
             self.cond = sn(nn.Conv2d(8 * ndf, 1, size))
 

@@ -14,6 +14,9 @@
   regions from the last stride-16 stage (112×17×17, the place of Inception's Mixed_6e); global
   from the 1280-channel head, average-pooled. Backbone frozen, in eval mode.
 * :class:`LightImageEncoder`: a small CNN for 64² images on CPU (the synthetic benchmark).
+
+Each class takes its :class:`~tgsr.config.ImageEncoderConfig` (and keeps it as ``.config``);
+:func:`build_image_encoder` picks the class from ``config.kind``.
 """
 
 from __future__ import annotations
@@ -49,10 +52,11 @@ class LightImageEncoder(nn.Module):
     another size are resized to ``input_size`` first. The word loss costs O(B²·T·R), so 64
     regions instead of 256 make DAMSM pre-training and the TIC loss about 4× cheaper."""
 
-    def __init__(self, feature_dim: int = 256, channels: int = 64, input_size: int = 64):
+    def __init__(self, config: ImageEncoderConfig):
         super().__init__()
-        c = channels
-        self.input_size = input_size
+        config.validate()
+        self.config, self.input_size = config, config.light_input_size
+        c, feature_dim = config.light_channels, config.feature_dim
 
         def down(i: int, o: int) -> list[nn.Module]:
             return [
@@ -105,12 +109,12 @@ def _read_state_dict(path: Path, what: str = "Inception") -> dict[str, torch.Ten
 
 
 class InceptionImageEncoder(nn.Module):
-    def __init__(
-        self, feature_dim: int = 256, weights: str | None = None, load_weights: bool = True
-    ):
+    def __init__(self, config: ImageEncoderConfig, load_weights: bool = True):
         """``load_weights=False`` builds the architecture only (used when a saved DAMSM folder,
         which holds the whole backbone, is loaded)."""
         super().__init__()
+        config.validate()
+        self.config, feature_dim, weights = config, config.feature_dim, config.weights
         from torchvision.models import inception_v3
 
         net = inception_v3(
@@ -337,17 +341,12 @@ def load_lite0(weights: str | Path | None = None, classifier: bool = True) -> Ef
 
 
 class EfficientNetLite0ImageEncoder(nn.Module):
-    def __init__(
-        self, feature_dim: int = 256, weights: str | None = None, load_weights: bool = True
-    ):
+    def __init__(self, config: ImageEncoderConfig, load_weights: bool = True):
         """``load_weights=False`` builds the architecture only (a saved DAMSM folder holds the
         whole backbone)."""
         super().__init__()
-        if weights == SCRATCH:
-            raise ConfigError(
-                "damsm.image_encoder.weights=scratch is for kind=inception; EfficientNet-Lite0 "
-                "is used with its ImageNet weights only"
-            )
+        config.validate()  # weights=scratch is refused there
+        self.config, feature_dim, weights = config, config.feature_dim, config.weights
         self.backbone = load_lite0(weights, False) if load_weights else EfficientNetLite0(False)
         self.backbone.requires_grad_(False)
         self.emb_features = nn.Conv2d(LITE0_STAGES[4][3], feature_dim, 1, bias=False)
@@ -368,10 +367,12 @@ class EfficientNetLite0ImageEncoder(nn.Module):
 
 
 def build_image_encoder(cfg: ImageEncoderConfig, load_weights: bool = True) -> nn.Module:
+    """The image encoder ``cfg.kind`` names; ``load_weights=False``: the architecture only (a
+    DAMSM folder being loaded holds the whole backbone)."""
     if cfg.kind == "light":
-        return LightImageEncoder(cfg.feature_dim, cfg.light_channels, cfg.light_input_size)
+        return LightImageEncoder(cfg)
     if cfg.kind == "inception":
-        return InceptionImageEncoder(cfg.feature_dim, cfg.weights, load_weights=load_weights)
+        return InceptionImageEncoder(cfg, load_weights=load_weights)
     if cfg.kind == "efficientnet_lite0":
-        return EfficientNetLite0ImageEncoder(cfg.feature_dim, cfg.weights, load_weights)
-    raise ValueError(f"unknown image encoder kind {cfg.kind!r}")
+        return EfficientNetLite0ImageEncoder(cfg, load_weights=load_weights)
+    raise ConfigError(f"damsm.image_encoder.kind: unknown kind {cfg.kind!r}")

@@ -1,7 +1,10 @@
 """Component folders: ``model.safetensors`` + ``config.json`` (+ ``vocab.json`` for text).
 
-``config.json`` = ``{"format_version": 1, "kind": "...", "config": {constructor args}, ...extras}``
-(a generator's: its ``GeneratorConfig`` as it is, plus ``scale`` and ``word_dim``).
+``config.json`` = ``{"format_version": 1, "kind": "...", "config": {constructor args}, ...extras}``:
+the module's config dataclass as it is, plus the constructor's other arguments (a generator's
+``GeneratorConfig`` + ``scale`` and ``word_dim``; a text encoder's ``TextEncoderConfig`` +
+``vocab_size``; an image encoder's ``ImageEncoderConfig``). This is the layout folders have always
+had (the text encoder's hand-built dict held exactly these keys), so older folders load as they are.
 Files are written atomically (temporary file + ``os.replace``), weights first, so a folder with
 a ``config.json`` is complete. Loading is strict: every problem is one :class:`ModelFormatError`
 line naming the folder. Nothing is pickled.
@@ -193,10 +196,16 @@ def load_generator(directory: str | Path) -> nn.Module:
 # ----------------------------------------------------------------------------- text encoder
 
 
+def text_encoder_config_dict(text_encoder: nn.Module) -> dict:
+    """A text encoder folder's ``config``: ``vocab_size`` and its ``TextEncoderConfig``."""
+    return {"vocab_size": text_encoder.vocab_size, **asdict(text_encoder.config)}
+
+
 def save_text_encoder(
     text_encoder: nn.Module, directory: str | Path, vocab: Vocabulary | None = None
 ) -> Path:
-    directory = save_component(text_encoder, directory, "text_encoder", dict(text_encoder.config))
+    config = text_encoder_config_dict(text_encoder)
+    directory = save_component(text_encoder, directory, "text_encoder", config)
     if vocab is not None:
         if len(vocab) != text_encoder.vocab_size:
             raise ValueError(
@@ -220,7 +229,10 @@ def load_text_encoder(directory: str | Path) -> tuple[nn.Module, Vocabulary | No
     config = dict(config)
     (vocab_size,) = _pop_required(config, ("vocab_size",), directory)
     tcfg = _section(TextEncoderConfig, config, directory, "text_encoder")
-    encoder = TextEncoder(vocab_size, **asdict(tcfg))
+    try:
+        encoder = TextEncoder(tcfg, vocab_size)
+    except ValueError as exc:  # ConfigError included
+        raise ModelFormatError(f"{directory}: cannot build the text encoder ({exc})") from None
     load_state_strict(encoder, state, directory)
     vocab = None
     if (directory / VOCAB_NAME).is_file():
@@ -236,8 +248,10 @@ def load_text_encoder(directory: str | Path) -> tuple[nn.Module, Vocabulary | No
 
 
 def save_image_encoder(
-    image_encoder: nn.Module, directory: str | Path, cfg: ImageEncoderConfig
+    image_encoder: nn.Module, directory: str | Path, cfg: ImageEncoderConfig | None = None
 ) -> Path:
+    """``cfg``: the encoder's ``ImageEncoderConfig`` (default: ``image_encoder.config``)."""
+    cfg = image_encoder.config if cfg is None else cfg
     return save_component(image_encoder, directory, "image_encoder", asdict(cfg))
 
 
@@ -245,7 +259,10 @@ def load_image_encoder(directory: str | Path) -> nn.Module:
     directory = Path(directory)
     state, config, _ = load_component(directory, "image_encoder")
     cfg = _section(ImageEncoderConfig, config, directory, "image_encoder")
-    encoder = build_image_encoder(cfg, load_weights=False)  # the folder holds the whole backbone
+    try:  # load_weights=False: the folder holds the whole backbone
+        encoder = build_image_encoder(cfg, load_weights=False)
+    except ValueError as exc:  # ConfigError included
+        raise ModelFormatError(f"{directory}: cannot build the image encoder ({exc})") from None
     load_state_strict(encoder, state, directory)
     return encoder.eval()
 
@@ -260,7 +277,7 @@ def save_damsm(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     save_text_encoder(text_encoder, directory / "text_encoder")
-    save_image_encoder(image_encoder, directory / "image_encoder", damsm_cfg.image_encoder)
+    save_image_encoder(image_encoder, directory / "image_encoder")  # its own config
     if len(vocab) != text_encoder.vocab_size:
         raise ValueError(
             f"vocabulary has {len(vocab)} words, the encoder {text_encoder.vocab_size}"

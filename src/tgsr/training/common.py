@@ -24,7 +24,7 @@ from rich.progress import (
 from torch.utils.data import DataLoader
 
 from tgsr.data.loader import build_dataset
-from tgsr.device import effective_mixed_precision
+from tgsr.device import effective_mixed_precision, effective_num_workers
 from tgsr.errors import TGSRError
 from tgsr.training.checkpoint import ShuffledBatches, checkpoint_candidates, latest_checkpoint
 
@@ -55,11 +55,12 @@ def train_loader(data_cfg, vocab, batch_size: int, batch_key: str, seed: int = 0
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
     sampler = ShuffledBatches(len(dataset), batch_size, seed, rank, world)
+    workers = effective_num_workers(data_cfg.num_workers)  # 0 where torch fills the CPU's cores
     loader = DataLoader(
         dataset,
         batch_sampler=sampler,
-        num_workers=data_cfg.num_workers,
-        persistent_workers=data_cfg.num_workers > 0,
+        num_workers=workers,
+        persistent_workers=workers > 0,
         generator=torch.Generator().manual_seed(seed),
     )
     if len(loader) == 0:

@@ -9,7 +9,6 @@ wall-clock budget, and checkpoints are atomic and resumable.
 from __future__ import annotations
 
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -26,7 +25,7 @@ from tgsr.training.run import Run
 
 
 def build_damsm_modules(cfg: Config, vocab_size: int):
-    text_encoder = TextEncoder(vocab_size, **asdict(cfg.damsm.text_encoder))
+    text_encoder = TextEncoder(cfg.damsm.text_encoder, vocab_size)
     image_encoder = build_image_encoder(cfg.damsm.image_encoder)
     return text_encoder, image_encoder
 

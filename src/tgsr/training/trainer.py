@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +54,7 @@ def conditioning_encoder(mode: str, frozen: torch.nn.Module, vocab_size: int, cf
     else:
         tcfg = cfg.damsm.text_encoder
         embedding_dim = cfg.train.scratch_embedding_dim or tcfg.embedding_dim
-        encoder = TextEncoder(vocab_size, embedding_dim, tcfg.hidden_dim, dropout=0.0)
+        encoder = TextEncoder(replace(tcfg, embedding_dim=embedding_dim, dropout=0.0), vocab_size)
     encoder.dropout.p = 0.0
     encoder.requires_grad_(True)
     return encoder.train()
@@ -144,9 +144,8 @@ def _build_networks(cfg: Config, text: TextSide) -> Networks:
     discriminator = None
     if cfg.loss.cgan > 0:
         discriminator = Discriminator(
-            hr_size=cfg.data.hr_size, scale=cfg.data.scale, sentence_dim=text.word_dim,
-            **asdict(cfg.discriminator),
-        )  # fmt: skip
+            cfg.discriminator, cfg.data.hr_size, cfg.data.scale, sentence_dim=text.word_dim
+        )
     return Networks(
         generator, cond_encoder, train_text,
         frozen_features=not train_text or cfg.loss.tic > 0 or cfg.loss.cgan > 0,

@@ -1,0 +1,210 @@
+"""Issue 14 pieces: the LR colour drop (``data.lq_colour_drop``), the caption-response planning and
+measurement (``tgsr.evaluation.caption_response.plan_edits`` / ``measure``) and the
+``benchmarks/real_caption.py`` benchmark end to end on a tiny CUB-layout fixture."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from test_real_data import make_tiny_cub
+from tgsr.config import ConfigError, load_config
+from tgsr.data.degradations import desaturate, imresize
+from tgsr.data.loader import build_dataset, build_vocabulary
+from tgsr.evaluation.caption_response import measure, plan_edits
+from tgsr.evaluation.common import SROutput, encode_captions
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _luma(img: torch.Tensor) -> torch.Tensor:
+    return 0.299 * img[..., 0, :, :] + 0.587 * img[..., 1, :, :] + 0.114 * img[..., 2, :, :]
+
+
+def _chroma(img: torch.Tensor) -> torch.Tensor:
+    return (img - _luma(img).unsqueeze(-3)).abs().mean()
+
+
+# ----------------------------------------------------------------------------- colour drop
+
+
+def test_desaturate_keeps_luma_and_scales_chroma():
+    img = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(desaturate(img, 1.0), img)
+    grey = desaturate(img, 0.0)
+    assert torch.allclose(grey[:, 0], grey[:, 1]) and torch.allclose(grey[:, 1], grey[:, 2])
+    assert torch.allclose(_luma(grey), _luma(img), atol=1e-6)
+    half = desaturate(img, 0.5)
+    assert torch.allclose(_chroma(half), 0.5 * _chroma(img), rtol=1e-5)
+
+
+def test_colour_drop_config_is_checked():
+    with pytest.raises(ConfigError, match="lq_colour_drop"):
+        load_config("cub_x8", ["data.lq_colour_drop=1.5"])
+    with pytest.raises(ConfigError, match="ShapeCaps"):
+        load_config("quickstart", ["data.lq_colour_drop=0.5"])
+
+
+def _cub_cfg(root: Path, drop: float):
+    return load_config("cub_x8", [f"data.root={root}", "data.hr_size=32", "data.cache=false",
+                                  f"data.lq_colour_drop={drop}"])  # fmt: skip
+
+
+def test_colour_drop_greys_training_inputs_only(tmp_path):
+    make_tiny_cub(tmp_path)
+    plain, drop = _cub_cfg(tmp_path, 0.0), _cub_cfg(tmp_path, 1.0)
+    vocab = build_vocabulary(plain.data)
+    samples = {}
+    for name, cfg in (("plain", plain), ("drop", drop)):
+        ds = build_dataset(cfg.data, vocab, train=True)
+        samples[name] = []
+        for i in range(len(ds)):
+            torch.manual_seed(3 + i)
+            samples[name].append(ds[i])
+    for a, b in zip(samples["plain"], samples["drop"], strict=True):
+        assert torch.equal(a["gt"], b["gt"])  # the crop / flip / caption draws come first
+        assert a["caption"] == b["caption"]
+        assert _chroma(b["lq"]) < _chroma(a["lq"])  # p = 1: every LR input loses colour
+        assert torch.allclose(_luma(b["lq"]), _luma(a["lq"]), atol=2 / 255)  # 8-bit rounding
+    # evaluation never drops colour
+    ev_plain = build_dataset(plain.data, vocab, train=False)[0]
+    ev_drop = build_dataset(drop.data, vocab, train=False)[0]
+    assert torch.equal(ev_plain["lq"], ev_drop["lq"])
+
+
+# ----------------------------------------------------------------------------- edits
+
+
+def test_plan_edits_counts_what_it_leaves_out():
+    caps = [
+        "a red bird with a short beak",  # red -> blue
+        "a small bird with a short beak",  # no colour
+        ["a black bird", "a bird that is mostly white"],  # black -> yellow, white -> red
+        "one two three four five six black",  # the colour word is word 7
+    ]
+    edits, skipped = plan_edits(caps, known={"blue", "yellow"}, max_words=6)
+    assert [(e.index, e.old, e.new) for e in edits] == [(0, "red", "blue"), (2, "black", "yellow")]
+    assert edits[0].edited == "a blue bird with a short beak"
+    assert skipped == {"no_colour": 1, "unknown_new_colour": 1, "beyond_max_words": 1}
+
+
+class _ToyVocab:
+    """Word ids for a few words (1 = unknown), like tgsr.text.Vocabulary.encode."""
+
+    words = ["<pad>", "<unk>", "a", "bird", "black", "yellow", "red", "blue"]
+    index = {w: i for i, w in enumerate(words)}
+
+    def encode(self, caption, max_words, rng=None):
+        from tgsr.text.vocab import EncodedCaption
+
+        ids = [self.index.get(w, 1) for w in caption.lower().split()][:max_words]
+        return EncodedCaption(ids=ids + [0] * (max_words - len(ids)), length=len(ids), unknown=[])
+
+
+class _YellowWhenSaid:
+    """Bicubic x4, plus a yellow tint in the top-left quarter when the caption says yellow."""
+
+    uses_text = True
+
+    def __call__(self, lq, tokens, lengths):
+        sr = imresize(lq, 4, method="bicubic").clamp(0, 1)
+        said = (tokens == _ToyVocab.index["yellow"]).any(dim=1)
+        tint = torch.zeros_like(sr)
+        tint[:, 0, :16, :16], tint[:, 1, :16, :16], tint[:, 2, :16, :16] = 0.05, 0.05, -0.05
+        return SROutput((sr + said[:, None, None, None] * tint).clamp(0, 1))
+
+
+class _IgnoresText(_YellowWhenSaid):
+    def __call__(self, lq, tokens, lengths):
+        return super().__call__(lq, torch.zeros_like(tokens), lengths)
+
+
+def test_measure_sees_a_colour_response_and_its_direction():
+    lq = torch.full((3, 3, 8, 8), 0.3)
+    lq[:, 2] = 0.5  # bluish grey, so yellow is a real change
+    edits, _ = plan_edits(["a black bird", "a black bird", "a red bird"], known={"yellow", "blue"})
+    vocab = _ToyVocab()
+
+    def encode(caps):
+        return encode_captions(vocab, caps, 6)
+
+    res = measure(_YellowWhenSaid(), lq, edits, encode, scale=4)
+    assert res["num_edits"] == 3
+    pairs = res["per_pair"]
+    assert set(pairs) == {"black->yellow", "red->blue"}
+    # 0.05 of 255 on R, G and B = 12.75 levels in the most-changed pixels, toward yellow
+    assert pairs["black->yellow"]["mean_change"] == pytest.approx(12.75, abs=0.6)
+    assert pairs["black->yellow"]["toward_fraction"] == 1.0
+    assert pairs["red->blue"]["mean_change"] == 0.0  # the toy model knows no blue
+    assert res["lr_psnr_edited"] < res["lr_psnr_original"]  # the tint is not in the LR image
+    flat = measure(_IgnoresText(), lq, edits, encode, scale=4)
+    assert flat["mean_change"] == 0.0 and flat["toward_fraction"] == 0.0
+    assert flat["lr_psnr_edited"] == flat["lr_psnr_original"]
+
+
+# ----------------------------------------------------------------------------- benchmark
+
+
+def _load_benchmark():
+    spec = importlib.util.spec_from_file_location(
+        "real_caption", REPO / "benchmarks" / "real_caption.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_real_caption_benchmark_end_to_end(tmp_path):
+    from tgsr.pipeline import TGSRPipeline
+
+    data = tmp_path / "cub"
+    make_tiny_cub(data)
+    out = tmp_path / "out"
+    bench = _load_benchmark()
+    report = bench.main(["--data", str(data), "--out", str(out), "--minutes", "0.2",
+                         "--hr-size", "32", "--unseen-captions", "2", "--batch-size", "4",
+                         "--curve-every", "2",
+                         "--set", "data.cache=false"])  # fmt: skip
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["recipe"] == "plain" and saved["scale"] == 8
+    assert {"bicubic", "tgsr", "baseline"} <= set(saved["evaluation"])
+    cr = saved["caption_response"]
+    # the two test birds are grey: grey -> red on caption 0, and on captions 1..2
+    assert cr["caption0"]["num_edits"] == 2 and cr["unseen_captions"]["num_edits"] == 4
+    assert cr["caption0"]["baseline"]["mean_change"] == 0.0  # no text, no response
+    assert "grey->red" in cr["caption0"]["tgsr"]["per_pair"]
+    assert cr["curve"] and cr["curve"][0]["step"] == 2
+    assert len((out / "curve.jsonl").read_text().splitlines()) == len(cr["curve"])
+    assert set(report["acceptance"]) == {"caption_response_levels", "toward_fraction",
+                                         "lr_psnr_edited", "psnr_minus_baseline"}  # fmt: skip
+    assert (out / "figures" / "edits.png").is_file()
+    pipe = TGSRPipeline.from_pretrained(out / "model")
+    img = pipe(torch.rand(1, 3, 4, 4), "a small red bird", output_type="pt").images
+    assert img.shape[-2:] == (32, 32)
+    doc = tmp_path / "doc.md"
+    doc.write_text(f"before\n{bench.BEGIN}\nold\n{bench.END}\nafter\n")
+    bench.main(["--from-json", str(out / "results.json"), "--doc", str(doc)])
+    text = doc.read_text()
+    assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text
+    assert "| caption0 | tgsr | 2 |" in text and "caption_response_levels" in text
+    rescored = bench.main(["--rescore", str(out), "--out", str(tmp_path / "rs"),
+                           "--unseen-captions", "0"])  # fmt: skip
+    assert set(rescored["runs"]) == {"out/tgsr", "out/baseline"}
+    tgsr_row = rescored["runs"]["out/tgsr"]
+    assert tgsr_row["caption0"]["mean_change"] == pytest.approx(
+        cr["caption0"]["tgsr"]["mean_change"], abs=1e-6
+    )
+
+
+def test_environment_names_the_machine_and_versions():
+    from tgsr.device import environment
+
+    env = environment("cpu")
+    assert env["device"]["device"] == "cpu" and "gpu" not in env["device"]
+    assert env["device"]["cpu_count"] >= 1 and env["device"]["cpu_capability"]
+    assert env["versions"]["torch"] == torch.__version__
