@@ -4,6 +4,12 @@ has bf16 kernels (AMX or AVX-512-BF16). Used by inference (``dtype="auto"``) and
 
 from __future__ import annotations
 
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import numpy
 import torch
 
 
@@ -47,11 +53,10 @@ def effective_num_workers(num_workers: int) -> int:
     """``data.num_workers`` as configured, except 0 (load in the training process) when training
     runs on the CPU and torch's threads already fill every core it may use. A loader process then
     competes with those threads, and each parallel region waits for the thread it preempted: on a
-    2-core AVX2 machine the quickstart's real training loop ran 10-20 % faster in-process on a
-    quiet machine and ~1.8x faster on a busy one (benchmarks/cpu_step_profile.py --mode fit). The
-    batches are the same either way (the order and the caption draws do not depend on where they
-    are made), so the results are too."""
-    import os
+    2-core AVX2 machine the quickstart's real training loop ran as fast in-process on a quiet
+    machine (no-text baseline: 7 % faster) and up to 1.8x faster on a busy one
+    (benchmarks/cpu_step_profile.py --mode fit). The batches are the same either way (the order
+    and the caption draws do not depend on where they are made), so the results are too."""
 
     if num_workers == 0 or torch.cuda.is_available():
         return num_workers
@@ -64,11 +69,6 @@ def environment(device: str | torch.device = "cpu") -> dict:
     kind, GPU or CPU model, CPU capability, cores, threads, platform; python, torch, numpy,
     torchvision when installed, and the git commit of the checkout this package runs from)."""
     import os
-    import platform
-    import subprocess
-    from pathlib import Path
-
-    import numpy
 
     device = torch.device(device)
     info = {"device": device.type, "cpu_count": os.cpu_count(),

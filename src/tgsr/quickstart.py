@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import platform
+import random
 import time
 from pathlib import Path
 
@@ -22,7 +23,16 @@ import torch
 from rich.console import Console
 
 from tgsr.config import Config, load_config
+from tgsr.data.synthetic import write_dataset
+from tgsr.data.synthetic_text import make_caption
+from tgsr.evaluation.evaluate import BicubicSR, evaluate, load_eval_damsm, load_run
+from tgsr.evaluation.figures import training_curves
+from tgsr.evaluation.report import print_headline
+from tgsr.evaluation.shapecaps import can_edit, make_edit
+from tgsr.export import export_pipeline
 from tgsr.training.common import console
+from tgsr.training.damsm import train_damsm
+from tgsr.training.trainer import fit
 
 # share of the budget per stage (the rest is evaluation, export and start-up). The evaluation
 # DAMSM gets more than the training one: at 1.4 min it scored slightly smoothed ground truth
@@ -59,11 +69,6 @@ def quickstart_configs(minutes: float, seed: int, overrides: list[str]) -> dict[
 def _write_examples(folder: Path, seed: int, num: int = 4) -> list[tuple[Path, str, str]]:
     """A few LR inputs of the test split (8x8 PNGs) with their caption and an edited caption
     (another pattern / colour pair for one object), for `tgsr upscale`."""
-    import random
-
-    from tgsr.data.synthetic import write_dataset
-    from tgsr.data.synthetic_text import make_caption
-    from tgsr.evaluation.shapecaps import can_edit, make_edit
 
     write_dataset(folder, num=num, size=64, seed=seed, split="test", scale=8, captions=1)
     records = [json.loads(line) for line in (folder / "attributes.jsonl").read_text().splitlines()]
@@ -78,12 +83,6 @@ def _write_examples(folder: Path, seed: int, num: int = 4) -> list[tuple[Path, s
 
 def run_quickstart(out: str | Path, minutes: float = 18.0, seed: int = 0,
                    overrides: list[str] | None = None) -> dict:  # fmt: skip
-    from tgsr.evaluation.evaluate import BicubicSR, evaluate, load_eval_damsm, load_run
-    from tgsr.evaluation.figures import training_curves
-    from tgsr.evaluation.report import print_headline
-    from tgsr.export import export_pipeline
-    from tgsr.training.damsm import train_damsm
-    from tgsr.training.trainer import fit
 
     t0 = time.monotonic()
     out = Path(out)
