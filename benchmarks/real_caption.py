@@ -278,15 +278,21 @@ def rescore(outs: list[Path], device: str, unseen: int, path: Path) -> dict:
 
 
 class _OnDevice:
+    """A loaded model moved to ``device``, fed CPU tensors, returning CPU outputs."""
+
     def __init__(self, model, device: str):
         self.model, self.device = model, torch.device(device)
+        self.uses_text = model.uses_text
         model.generator.to(self.device)
         if model.text_encoder is not None:
             model.text_encoder.to(self.device)
 
     def __call__(self, lq, tokens, lengths):
         out = self.model(lq.to(self.device), tokens.to(self.device), lengths.to(self.device))
-        out.sr = out.sr.float().cpu()
+        for name in ("sr", "coarse", "attn"):
+            value = getattr(out, name, None)
+            if value is not None:
+                setattr(out, name, value.float().cpu())
         return out
 
 
@@ -383,11 +389,9 @@ def main(argv=None) -> dict:
 
     console.rule("5/5 evaluation on the test split")
     models = {name: load_run(path)[0] for name, path in runs.items()}
-    for model in models.values():
-        _OnDevice(model, args.device)
     train_pair = load_eval_damsm(damsm)
     evaluation = evaluate(
-        {"bicubic": BicubicSR(args.scale), **{k: _Cpu(m) for k, m in models.items()}},
+        {"bicubic": BicubicSR(args.scale), **{k: _OnDevice(m, args.device) for k, m in models.items()}},
         tgsr_cfg, out / "report", vocab=train_pair[2], eval_damsm=load_eval_damsm(damsm_eval),
         train_damsm=train_pair, meta={"benchmark": "real_caption", "recipe": args.recipe},
         progress=False,
@@ -418,23 +422,6 @@ def main(argv=None) -> dict:
                                    "stages": stages}, default=str))  # fmt: skip
     console.print(f"results: {out / 'results.json'}  model: {out / 'model'}")
     return report
-
-
-class _Cpu:
-    """The evaluation feeds CPU tensors: move them to the model's device and back."""
-
-    def __init__(self, model):
-        self.model = model
-        self.uses_text = model.uses_text
-        self.device = next(model.generator.parameters()).device
-
-    def __call__(self, lq, tokens, lengths):
-        out = self.model(lq.to(self.device), tokens.to(self.device), lengths.to(self.device))
-        for name in ("sr", "coarse", "attn"):
-            value = getattr(out, name, None)
-            if value is not None:
-                setattr(out, name, value.float().cpu())
-        return out
 
 
 BEGIN, END = "<!-- real_caption_cpu:begin -->", "<!-- real_caption_cpu:end -->"
