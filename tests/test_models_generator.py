@@ -152,3 +152,51 @@ def test_released_parameter_counts_match_checkpoint():
     refine = sum(p.numel() for n, p in gen.named_parameters() if n.startswith(("convin", "refine")))
     total = sum(p.numel() for p in gen.parameters())
     assert (total - refine, refine) == (805_856, 282_656)
+
+
+# ----------------------------------------------------------------------------- coordinate frame
+
+
+def _old_coord_channels(x):
+    """A copy of ``coord_channels`` before ``coord_frame`` existed (issue 12)."""
+    b, _, h, w = x.shape
+    ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h, device=x.device, dtype=x.dtype)
+    xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w, device=x.device, dtype=x.dtype)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([gx, gy]).unsqueeze(0).expand(b, -1, -1, -1)
+
+
+@pytest.mark.parametrize(
+    "arch,code", [("paper", "coords"), ("paper", "coords+subpixel"), ("released", "coords")]
+)
+def test_no_coord_frame_is_byte_identical_to_the_old_coordinates(arch, code, monkeypatch):
+    from tgsr.models import blocks, generator
+
+    for shape, dtype in [((2, 3, 7, 11), torch.float32), ((1, 3, 1, 5), torch.float32),
+                         ((1, 3, 16, 9), torch.bfloat16), ((3, 3, 33, 2), torch.float64)]:  # fmt: skip
+        x = torch.rand(shape).to(dtype)
+        assert torch.equal(blocks.coord_channels(x), _old_coord_channels(x))
+    gen = _gen(4, arch, position_code=code)
+    feats = _encoder().encode(*_text())
+    lq = torch.rand(2, 3, 9, 12, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        new = gen(lq, feats.words, feats.sentence, feats.token_mask)
+        monkeypatch.setattr(
+            generator, "coord_channels", lambda x, frame=None: _old_coord_channels(x)
+        )
+        old = gen(lq, feats.words, feats.sentence, feats.token_mask)
+    assert torch.equal(new.sr, old.sr) and all(map(torch.equal, new.coarse, old.coarse))
+
+
+def test_coord_frame_gives_the_coordinates_of_the_whole_image():
+    from tgsr.models.blocks import coord_channels
+
+    whole = coord_channels(torch.rand(1, 3, 20, 30))  # (1, 2, 20, 30)
+    assert (coord_channels(torch.rand(2, 3, 20, 30), (0, 0, 20, 30)) - whole).abs().max() < 1e-6
+    frames = torch.tensor([[5, 9, 20, 30], [13, 0, 20, 30]])  # one row per sample
+    tiles = coord_channels(torch.rand(2, 3, 7, 11), frames)
+    assert tiles.shape == (2, 2, 7, 11)
+    assert (tiles[0] - whole[0, :, 5:12, 9:20]).abs().max() < 1e-6
+    assert (tiles[1] - whole[0, :, 13:20, 0:11]).abs().max() < 1e-6
+    with pytest.raises(ValueError, match="rows"):
+        coord_channels(torch.rand(3, 3, 7, 11), frames)

@@ -15,15 +15,15 @@ def _nearest(scale):
     return lambda x: F.interpolate(x, scale_factor=scale, mode="nearest")
 
 
-@pytest.fixture(scope="module")
-def generator_fn():
-    """A real tiny x2 generator (paper layout) with a fixed caption (x2 keeps the test fast)."""
-    cfg = tiny_config(2, True, "paper")
+def _caption_fn(**flags):
+    """A real tiny x2 generator (paper layout) with a fixed caption (x2 keeps the test fast):
+    ``fn(x, frame=None)``, ``frame`` passed on as the generator's ``coord_frame``."""
+    cfg = tiny_config(2, True, "paper", **flags)
     generator, text_encoder, _, _, vocab = tiny_components(cfg, seed=1)
     enc = vocab.encode("a red and cyan striped circle", cfg.data.max_words)
     feats = text_encoder.encode(torch.tensor([enc.ids]), torch.tensor([enc.length]))
 
-    def fn(x):
+    def fn(x, frame=None):
         with torch.no_grad():
             b = x.shape[0]
             return generator(
@@ -31,9 +31,25 @@ def generator_fn():
                 feats.words.expand(b, -1, -1),
                 feats.sentence.expand(b, -1),
                 feats.token_mask.expand(b, -1),
+                coord_frame=frame,
             ).sr
 
     return fn
+
+
+@pytest.fixture(scope="module")
+def generator_fn():
+    return _caption_fn()
+
+
+# every position code; "coords..." adds x/y channels over the input, which a tile must get in
+# the frame of the whole image (with_frame=True) for tiled == untiled
+POSITION_CODES = ["none", "coords", "coords+subpixel"]
+
+
+@pytest.fixture(scope="module", params=POSITION_CODES)
+def coded_fn(request):
+    return request.param, _caption_fn(position_code=request.param)
 
 
 def _radius(fn, scale: int, size: int = 40) -> int:
@@ -96,26 +112,30 @@ def test_flat_image_stays_flat_with_any_blending():
     assert (y - 0.37).abs().max() < 1e-6
 
 
-def test_tiled_equals_untiled_with_margin_over_receptive_field(generator_fn):
-    r = _radius(generator_fn, 2)
+def test_tiled_equals_untiled_with_margin_over_receptive_field(coded_fn):
+    _, fn = coded_fn
+    r = _radius(fn, 2)
     torch.manual_seed(3)
     x = torch.rand(1, 3, 72, 66)
-    full = generator_fn(x)
+    full = fn(x)
     overlap = 4 * (r + 1)  # margin = overlap // 4 > r: every weighted tile value is exact
-    tiled = tiled_apply(generator_fn, x, tile=overlap + 16, overlap=overlap, scale=2)
+    tiled = tiled_apply(fn, x, tile=overlap + 16, overlap=overlap, scale=2, with_frame=True)
     assert tiled.shape == full.shape
     assert (tiled - full).abs().max() < 1e-5
 
 
-def test_tiled_equals_untiled_away_from_seams(generator_fn):
-    """With a small overlap, outputs agree exactly except in bands around the tile overlaps."""
-    r = _radius(generator_fn, 2)
+def test_tiled_equals_untiled_away_from_seams(coded_fn):
+    """With a small overlap, outputs agree exactly except in bands around the tile overlaps.
+    Coordinate channels: each tile gets its place in the image (``with_frame``); without it
+    (the tile as a whole image of its own) the output differs everywhere."""
+    code, fn = coded_fn
+    r = _radius(fn, 2)
     torch.manual_seed(4)
     n = 72
     x = torch.rand(1, 3, n, n)
-    full = generator_fn(x)
+    full = fn(x)
     tile, overlap = 40, 8
-    tiled = tiled_apply(generator_fn, x, tile=tile, overlap=overlap, scale=2)
+    tiled = tiled_apply(fn, x, tile=tile, overlap=overlap, scale=2, with_frame=True)
     starts = tile_starts(n, tile, overlap)
     assert len(starts) == 2
     near = torch.zeros(n, dtype=torch.bool)
@@ -127,6 +147,9 @@ def test_tiled_equals_untiled_away_from_seams(generator_fn):
     diff = (tiled - full).abs().amax(1)[0]  # (H, W)
     assert diff[keep].max() < 1e-5
     assert diff.max() < 0.1  # near the seams it is only blended, not broken
+    own = tiled_apply(fn, x, tile=tile, overlap=overlap, scale=2)  # each tile its own [-1, 1]
+    own_diff = (own - full).abs().amax(1)[0][keep].max()
+    assert own_diff > 1e-3 if "coords" in code else own_diff < 1e-5
 
 
 def test_flat_image_stays_flat_across_tile_borders(generator_fn):
@@ -168,7 +191,11 @@ def _tiny_generator(scale=2, **flags):
 
 @pytest.mark.parametrize(
     "flags",
-    [{}, {"activation": "leaky_relu", "subpixel_coords": True, "text_fusion": "concat_mul"}],
+    [
+        {},
+        {"activation": "leaky_relu", "subpixel_coords": True, "text_fusion": "concat_mul"},
+        {"position_code": "coords"},
+    ],
 )
 def test_computed_receptive_radius_matches_the_impulse_response(generator_fn, flags):
     """The gradient probe on a narrow twin (receptive_radius) against the impulse response of
@@ -192,18 +219,20 @@ def test_computed_receptive_radius_matches_the_impulse_response(generator_fn, fl
     assert measured <= computed <= measured + 1  # never below: crops with it are exact
 
 
-def test_tiles_are_batched_and_crops_equal_blending(generator_fn):
+def test_tiles_are_batched_and_crops_equal_blending(coded_fn):
+    """Batched tiles (2 images x 4 tiles per call) each get their own frame."""
+    _, generator_fn = coded_fn
     torch.manual_seed(5)
     x = torch.rand(2, 3, 50, 46)
     full = generator_fn(x)
     r = _radius(generator_fn, 2)
     calls = []
 
-    def counted(t):
+    def counted(t, frame):
         calls.append(t.shape[0])
-        return generator_fn(t)
+        return generator_fn(t, frame)
 
-    kw = dict(tile=2 * r + 10, overlap=2 * r, scale=2, margin=r, blend=False)
+    kw = dict(tile=2 * r + 10, overlap=2 * r, scale=2, margin=r, blend=False, with_frame=True)
     one = tiled_apply(counted, x, batch_tiles=1, **kw)
     n_tiles = len(calls)
     calls.clear()
@@ -263,12 +292,15 @@ def test_parse_memory():
             parse_memory(bad)
 
 
-def test_pipeline_tiles_under_a_memory_budget_exactly(tmp_path):
-    """Default tiling (planned from max_memory, overlap from the receptive field) == untiled."""
+@pytest.mark.parametrize("code", POSITION_CODES)
+def test_pipeline_tiles_under_a_memory_budget_exactly(tmp_path, code):
+    """Default tiling (planned from max_memory, overlap from the receptive field) == untiled,
+    with coordinate channels too (the pipeline passes each tile's frame)."""
     from helpers_pipeline import make_pipeline_dir, natural_image
     from tgsr.pipeline import TGSRPipeline
 
-    pipe = TGSRPipeline.from_pretrained(make_pipeline_dir(tmp_path, scale=4), dtype="float32")
+    folder = make_pipeline_dir(tmp_path, scale=4, position_code=code)
+    pipe = TGSRPipeline.from_pretrained(folder, dtype="float32")
     img = natural_image(40, 52, seed=3)
     full = pipe(img, "a red and cyan striped circle", tile=0, output_type="pt")
     calls = []

@@ -11,3 +11,7 @@ class BadInputError(TGSRError):
 
 class ModelFormatError(TGSRError):
     """A model / checkpoint folder that is missing files or does not match the expected format."""
+
+
+class CompileError(TGSRError):
+    """``torch.compile`` is unavailable or failed here; the pipeline logs it and runs eagerly."""

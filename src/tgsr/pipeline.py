@@ -29,8 +29,10 @@ baseline, which is a different network). ``result.words`` is then empty.
 Inputs whose activations would exceed a memory budget (``max_memory``, 2 GiB by default) are
 processed in overlapping tiles, batched into as few generator calls as the budget allows
 (:mod:`tgsr.tiling`); the overlap is twice the generator's computed receptive-field radius, so the
-tiled output equals the untiled one. ``dtype="auto"`` (the default) runs the generator in bf16
-where that is faster (GPUs with bf16, CPUs with AMX / AVX-512-BF16) and in float32 elsewhere.
+tiled output equals the untiled one (coordinate channels included: each tile gets its place in the
+image). ``dtype="auto"`` (the default) runs the generator in bf16 where that is faster (GPUs with
+bf16, CPUs with AMX / AVX-512-BF16) and in float32 elsewhere. ``compile=True`` runs it through
+``torch.compile`` (:mod:`tgsr.compiled`; eager, with a logged warning, where that fails).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ import torch
 from PIL import Image
 
 from tgsr._version import __version__
+from tgsr.compiled import CompiledForward
 from tgsr.data.degradations import imresize
 from tgsr.data.images import _to_rgb
 from tgsr.device import fast_bf16
@@ -270,6 +273,7 @@ class TGSRPipeline:
         self.device = torch.device("cpu")
         self.dtype = torch.float32
         self._radius: int | None = None
+        self._forward = self.generator  # or a CompiledForward (compile_generator)
         self.generator.to(memory_format=self.memory_format)
 
     # -- construction --------------------------------------------------------------------------
@@ -307,16 +311,20 @@ class TGSRPipeline:
         *,
         device: str | torch.device = "cpu",
         dtype: torch.dtype | str = "auto",
+        compile: bool = False,
     ) -> TGSRPipeline:
         """Load a pipeline folder (``pipeline.json`` at its root) or a training run folder.
 
         ``dtype="auto"`` runs the generator in bf16 where that is faster (:func:`fast_bf16`: CUDA
-        GPUs with bf16, CPUs with AMX / AVX-512-BF16) and in float32 elsewhere."""
+        GPUs with bf16, CPUs with AMX / AVX-512-BF16) and in float32 elsewhere.
+        ``compile=True``: run the generator through ``torch.compile``
+        (:meth:`compile_generator`)."""
         path = Path(path)
         if not path.is_dir():
             raise ModelFormatError(f"model folder not found: {path}")
         if not (path / PIPELINE_NAME).is_file() and (path / "config.yaml").is_file():
-            return pipeline_from_run(path).to(device, dtype=dtype)
+            pipe = pipeline_from_run(path).to(device, dtype=dtype)
+            return pipe.compile_generator() if compile else pipe
         info = PipelineInfo.load(path / PIPELINE_NAME)
         generator = load_generator(path / "generator")
         text_encoder = vocab = None
@@ -329,7 +337,22 @@ class TGSRPipeline:
                 vocab = Vocabulary.load(vocab_path)
             except (OSError, ValueError) as exc:
                 raise ModelFormatError(str(exc)) from None
-        return cls(generator, text_encoder, vocab, info).to(device, dtype=dtype)
+        pipe = cls(generator, text_encoder, vocab, info).to(device, dtype=dtype)
+        return pipe.compile_generator() if compile else pipe
+
+    def compile_generator(self, dynamic: bool | None = False) -> TGSRPipeline:
+        """Run the generator through ``torch.compile(dynamic=dynamic)`` from the next call on
+        (:mod:`tgsr.compiled`): static shapes by default, as tiles all have one size. Compiling
+        happens at the first call; where it is unavailable or fails, a one-line warning is logged
+        and the generator runs eagerly (``compile_error`` says why). ``self.generator`` stays the
+        plain module (saving, ONNX export)."""
+        self._forward = CompiledForward(self.generator, dynamic=dynamic)
+        return self
+
+    @property
+    def compile_error(self) -> TGSRError | None:
+        """Why ``torch.compile`` was given up (None: not asked for, or working)."""
+        return getattr(self._forward, "error", None)
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         """Write the pipeline folder (``pipeline.json`` last, so its presence means complete)."""
@@ -526,11 +549,13 @@ class TGSRPipeline:
         n_words = max((len(x) for x in words), default=0)
         want_attn = return_attention and self.use_text
 
-        def run(x: torch.Tensor):
+        def run(x: torch.Tensor, frame: torch.Tensor | None = None):
             x = x.contiguous(memory_format=self.memory_format)
             k = x.shape[0] // b  # tiles stacked along the batch, tile-major
             args = {n: v.repeat(k, *([1] * (v.dim() - 1))) for n, v in text_args.items()}
-            out = self.generator(x, **args)
+            if frame is not None:  # a tile: coordinate channels of the whole image
+                args["coord_frame"] = frame
+            out = self._forward(x, **args)
             if not want_attn:
                 return out.sr
             return out.sr, out.attn[-1][:, :n_words]  # (B, n_words, h_k, w_k)
@@ -552,6 +577,7 @@ class TGSRPipeline:
                     batch_tiles=plan.batch_tiles,
                     convert=_to_uint8 if output_type != "pt" else _to_float,
                     progress=progress,
+                    with_frame=bool(getattr(self.generator, "coords", False)),
                 )
         sr, attn = result if want_attn else (result, None)
         if sr.shape[-2:] != (h * self.scale, w * self.scale):  # pragma: no cover - model bug

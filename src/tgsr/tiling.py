@@ -13,6 +13,11 @@ ones) and the weighted tiles are summed, so every output pixel is a convex combi
 tiles covering it. When ``margin`` is at least the receptive-field radius of the model (in LR
 pixels), every tile value with a non-zero weight equals the untiled value and the tiled output
 equals the untiled one; otherwise the residual edge error is spread smoothly over the ramp.
+
+Coordinate channels (``position_code`` "coords..."): the generator appends x/y channels in
+[-1, 1] over its input. With ``with_frame=True`` ``fn`` also receives each tile's place in the
+whole input, which the pipeline passes on as the generator's ``coord_frame``: the tiles then get
+the coordinates of the whole image, and the tiled output equals the untiled one as above.
 """
 
 from __future__ import annotations
@@ -136,6 +141,7 @@ def tiled_apply(
     batch_tiles: int = 1,
     blend: bool = True,
     convert: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    with_frame: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, ...]:
     """Apply an SR function ``fn: (B,3,h,w) -> (B,C,h*scale,w*scale)`` tile by tile.
 
@@ -158,6 +164,10 @@ def tiled_apply(
             and the tiles are written straight into an output of the pieces' dtype.
         convert: without ``blend``, applied to the first output's pieces before they are
             written (e.g. to uint8), so no float copy of the whole output is made.
+        with_frame: call ``fn(tiles, frame)``, ``frame`` an int64 ``(N, 4)`` tensor on
+            ``lq``'s device holding ``(y0, x0, H, W)`` of each batch row: where its tile lies in
+            the whole ``H x W`` input (the generators' ``coord_frame``, so that coordinate
+            channels are those of the whole image, not of the tile).
 
     Returns the output (or the tuple of outputs).
     """
@@ -191,7 +201,12 @@ def tiled_apply(
     for first in range(0, total, batch_tiles):
         group = grid[first : first + batch_tiles]
         crops = [lq[:, :, ys[iy] : ys[iy] + th, xs[ix] : xs[ix] + tw] for iy, ix in group]
-        pieces = fn(torch.cat(crops) if len(crops) > 1 else crops[0])
+        batch = torch.cat(crops) if len(crops) > 1 else crops[0]
+        if with_frame:  # tile-major rows, b per tile: (len(group) * b, 4)
+            frame = torch.tensor([[ys[iy], xs[ix], h, w] for iy, ix in group], device=lq.device)
+            pieces = fn(batch, frame.repeat_interleave(b, 0))
+        else:
+            pieces = fn(batch)
         is_tuple = isinstance(pieces, (tuple, list))
         pieces = tuple(pieces) if is_tuple else (pieces,)
         if not outs:

@@ -172,6 +172,12 @@ def upscale(
         help="auto (bf16 on GPUs with bf16 and CPUs with AMX/AVX-512-BF16, else float32), "
         "float32 or bf16.",
     ),
+    compile_: bool = typer.Option(
+        False,
+        "--compile",
+        help="Run the generator through torch.compile (static shapes; pays off for many tiles "
+        "or images of one size). Where it fails: a warning, then eager.",
+    ),
 ) -> None:
     """Upscale images with a caption (editable SR: several --text values, one output each)."""
     from tgsr.pipeline import CaptionWarning, TGSRPipeline
@@ -185,7 +191,7 @@ def upscale(
     except ValueError as exc:
         raise TGSRError(f"--max-memory: {exc}") from None
     dev = _pick_device(device)
-    pipe = TGSRPipeline.from_pretrained(model, device=dev, dtype=dtype)
+    pipe = TGSRPipeline.from_pretrained(model, device=dev, dtype=dtype, compile=compile_)
     if scale is not None and scale != pipe.scale:
         raise TGSRError(f"--scale {scale} does not match the model: {model} upscales x{pipe.scale}")
     captions = list(text or [])

@@ -92,9 +92,29 @@ def glu_up_block(in_ch: int, out_ch: int) -> nn.Sequential:
     return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), *glu_conv(in_ch, out_ch))
 
 
-def coord_channels(x: torch.Tensor) -> torch.Tensor:
-    """(B, 2, H, W): x and y coordinates in [-1, 1] (pixel centres)."""
+def coord_channels(
+    x: torch.Tensor, frame: torch.Tensor | tuple[int, int, int, int] | None = None
+) -> torch.Tensor:
+    """(B, 2, H, W): x and y coordinates in [-1, 1] (pixel centres).
+
+    ``frame`` (None: ``x`` is the whole image) is where ``x`` lies in a larger LR image:
+    ``(y0, x0, H, W)`` in pixels, one for the batch or an int tensor ``(B, 4)`` with one row per
+    sample (tiles of one image stacked along the batch). The coordinates are then those of the
+    whole image, ``-1 + (2 (y0 + i) + 1) / H``, so a tile gets the channels the same pixels get
+    in an untiled run (equal up to float rounding; :func:`tgsr.tiling.tiled_apply` passes them).
+    """
     b, _, h, w = x.shape
+    if frame is not None:
+        f = torch.as_tensor(frame, device=x.device).reshape(-1, 4).to(torch.float32)  # (n, 4)
+        if f.shape[0] not in (1, b):
+            raise ValueError(f"coord_frame has {f.shape[0]} rows for a batch of {b}")
+        i = torch.arange(h, device=x.device, dtype=torch.float32)
+        j = torch.arange(w, device=x.device, dtype=torch.float32)
+        ys = (2 * (f[:, 0:1] + i) + 1) / f[:, 2:3] - 1  # (n, h)
+        xs = (2 * (f[:, 1:2] + j) + 1) / f[:, 3:4] - 1  # (n, w)
+        gy = ys[:, :, None].expand(-1, h, w)
+        gx = xs[:, None, :].expand(-1, h, w)
+        return torch.stack([gx, gy], 1).to(x.dtype).expand(b, -1, -1, -1)  # (B, 2, h, w)
     ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h, device=x.device, dtype=x.dtype)
     xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w, device=x.device, dtype=x.dtype)
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")

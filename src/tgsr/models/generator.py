@@ -75,9 +75,10 @@ class GeneratorBase(nn.Module):
             raise ValueError("this generator uses text: pass words (and token_mask)")
         return condition_words(words, token_mask, self.word_norm, self.word_adapter)
 
-    def add_coords(self, x: torch.Tensor) -> torch.Tensor:
-        """x/y coordinate channels appended to the LR input (``position_code`` "coords...")."""
-        return torch.cat([x, coord_channels(x)], 1) if self.coords else x
+    def add_coords(self, x: torch.Tensor, frame=None) -> torch.Tensor:
+        """x/y coordinate channels appended to the LR input (``position_code`` "coords...");
+        ``frame``: the forward's ``coord_frame`` (:func:`~tgsr.models.blocks.coord_channels`)."""
+        return torch.cat([x, coord_channels(x, frame)], 1) if self.coords else x
 
     def add_base(self, residual: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
         """An image head's output over bicubic(source) (``image_residual``), else as it is."""

@@ -119,12 +119,15 @@ class PaperGenerator(GeneratorBase):
         words: torch.Tensor | None = None,
         sentence: torch.Tensor | None = None,
         token_mask: torch.Tensor | None = None,
+        coord_frame: torch.Tensor | tuple[int, int, int, int] | None = None,
     ) -> GeneratorOutput:
         """lq (B, 3, h, w) in [0, 1]; words (B, D, T), token_mask (B, T) True = padding.
         ``sentence`` is not used (one call signature for every generator); without
-        ``use_text`` every text argument is ignored."""
+        ``use_text`` every text argument is ignored. ``coord_frame``: where ``lq`` lies in the
+        whole LR image, ``(y0, x0, H, W)`` or ``(B, 4)`` (tiles; used by ``position_code``
+        "coords...", ignored otherwise; None: ``lq`` is the whole image)."""
         words = self.condition(words, token_mask)
-        g = self.head(self.add_coords(lq))
+        g = self.head(self.add_coords(lq, coord_frame))
         feats, coarse, attn = [], [], []  # G_k, coarse image k, TAM maps k
         for stage in self.stages:  # global branch
             g, maps = stage(g, words, token_mask)

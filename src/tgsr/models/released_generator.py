@@ -67,11 +67,12 @@ class ReleasedGenerator(GeneratorBase):
         words: torch.Tensor | None = None,
         sentence: torch.Tensor | None = None,
         token_mask: torch.Tensor | None = None,
+        coord_frame: torch.Tensor | tuple[int, int, int, int] | None = None,
     ) -> GeneratorOutput:
         """As :meth:`PaperGenerator.forward`; ``sentence`` is not used."""
         words = self.condition(words, token_mask)
         x = lq * 2 - 1
-        h = self.im2f(self.add_coords(x))
+        h = self.im2f(self.add_coords(x, coord_frame))
         coarse, attn = [], []
         for stage in self.stages:
             h, maps = stage(h, words, token_mask)
