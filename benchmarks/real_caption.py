@@ -8,7 +8,7 @@ results in docs/real_data.md#real-photographs-follow-the-caption).
 
 Arguments: ``--data DIR`` (CUB in the AttnGAN layout; default the real sample), ``--minutes M``
 (the training budget; default 26, shared as in ``SHARES``; evaluation adds 2–4 CPU minutes), ``--device cpu|cuda``, ``--out OUT``,
-``--recipe NAME`` (what makes the text matter, ``RECIPES``; default ``plain``),
+``--recipe NAME`` (what makes the text matter, ``RECIPES``; default ``recolour``),
 ``--scale 4|8|16`` (default 8), ``--hr-size`` (default 128), ``--set k=v`` (extra overrides of
 the TGSR run, repeatable), ``--damsm-encoder light|efficientnet_lite0`` (the DAMSMs' image
 encoder; default: light on a CPU, where EfficientNet-Lite0 is slow, EfficientNet-Lite0 on a GPU),
@@ -16,6 +16,7 @@ encoder; default: light on a CPU, where EfficientNet-Lite0 is slow, EfficientNet
 ``--no-baseline`` (train no baseline: for recipe sweeps), ``--batch-size N``, ``--workers N``,
 ``--seed``;
 ``--rescore OUT [OUT ...]`` scores the runs of earlier OUT folders without training;
+``--targets`` (no training) scores the recolouring targets themselves (``OUT/targets.json``);
 ``--from-json OUT/results.json [--doc docs/real_data.md]`` prints (or writes into the doc's
 ``real_caption_cpu`` block) the tables of a run.
 
@@ -62,6 +63,14 @@ RECIPES: dict[str, list[str]] = {
     "tic": ["loss.tic=0.5", "loss.semantic_start=0"],  # TIC against the (pretrained) DAMSM
     "cgan": ["loss.cgan=0.1", "loss.semantic_start=0"],  # text-conditioned GAN, mismatched pairs
     "colour_drop_tic": ["data.lq_colour_drop=0.5", "loss.tic=0.5", "loss.semantic_start=0"],
+    # half the samples recoloured: a colour word swapped, the target moved toward the new colour
+    # as far as the LR allows (tgsr.data.recolour), those pixels weighing 8x in the pixel losses
+    "recolour": ["data.recolour=0.5", "data.recolour_loss_weight=8"],
+    "recolour_drop": [
+        "data.recolour=0.5",
+        "data.recolour_loss_weight=8",
+        "data.lq_colour_drop=0.5",
+    ],
 }
 # shares of --minutes; the rest is loading, evaluation and export
 SHARES = {"damsm": 0.06, "damsm_eval": 0.10, "tgsr": 0.46, "baseline": 0.26}
@@ -73,7 +82,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--minutes", type=float, default=26.0)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--out", type=Path, default=Path("runs/real_caption"))
-    p.add_argument("--recipe", choices=sorted(RECIPES), default="plain")
+    p.add_argument("--recipe", choices=sorted(RECIPES), default="recolour")
     p.add_argument("--scale", type=int, choices=(4, 8, 16), default=8)
     p.add_argument("--hr-size", type=int, default=128)
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="K=V")
@@ -114,6 +123,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         metavar="OUT",
         help="no training: score the runs of earlier OUT folders (PSNR-Y, LR-PSNR, "
         "caption response) into --out/rescore.json",
+    )
+    p.add_argument(
+        "--targets",
+        action="store_true",
+        help="no training: the caption response of the recolouring targets themselves "
+        "(the ground truth recoloured per edit) into --out/targets.json",
     )
     p.add_argument(
         "--from-json",
@@ -327,6 +342,45 @@ def edit_figure(fig_data, path: Path, rows: int = 6) -> Path | None:
 # ----------------------------------------------------------------------------- main
 
 
+def target_response(args) -> dict:
+    """No training: the caption response of the recolouring targets themselves on the test birds
+    (``tgsr.data.recolour.recolour_to`` applied to the ground truth with each caption-0 edit):
+    what a model that fit the targets exactly would score, per LR budget and cover."""
+    from tgsr.data.loader import build_dataset, build_vocabulary
+    from tgsr.data.recolour import recolour_to
+    from tgsr.evaluation.caption_response import caption_response, plan_edits, summarise
+    from tgsr.evaluation.metrics import lr_psnr
+
+    data = configs(args)["tgsr"].data
+    test = build_dataset(data, build_vocabulary(data), train=False)
+    samples = [test[i] for i in range(len(test))]
+    edits, _ = plan_edits([s["caption"] for s in samples])
+    gts = torch.stack([samples[e.index]["gt"] for e in edits])
+    lqs = torch.stack([samples[e.index]["lq"] for e in edits])
+    rows = []
+    for db in (36.0, 38.0, 40.0):
+        for cover in (1.0, 0.3, 0.15, 0.1):
+            moved = torch.stack([recolour_to(samples[e.index]["gt"], e.old, e.new, data.scale, db,
+                                             cover, data.degradation)[0] for e in edits])  # fmt: skip
+            moved = (moved * 255).round() / 255  # what an 8-bit target holds
+            res = summarise(caption_response(gts, moved, [e.old for e in edits],
+                                             [e.new for e in edits]))  # fmt: skip
+            rows.append({"recolour_lr_psnr": db, "recolour_max_cover": cover,
+                         "mean_change": res["mean_change"],
+                         "toward_fraction": res["toward_fraction"],
+                         "lr_psnr": float(lr_psnr(moved, lqs, data.scale, data.degradation).mean())})  # fmt: skip
+    report = {"benchmark": "real_caption --targets", "data": str(args.data), "scale": data.scale,
+              "hr_size": data.hr_size, "num_edits": len(edits), "rows": rows}  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "targets.json").write_text(json.dumps(report, indent=2))
+    print("| LR budget (dB) | max cover | response, top 10 % | toward | LR-PSNR |")
+    print("|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['recolour_lr_psnr']:g} | {r['recolour_max_cover']:g} | "
+              f"{r['mean_change']:.2f} | {r['toward_fraction']:.2f} | {r['lr_psnr']:.1f} |")  # fmt: skip
+    return report
+
+
 def main(argv=None) -> dict:
     from tgsr.evaluation.evaluate import BicubicSR, evaluate, load_eval_damsm, load_run
     from tgsr.export import export_pipeline
@@ -342,6 +396,8 @@ def main(argv=None) -> dict:
         else:
             print(markdown(report))
         return report
+    if args.targets:
+        return target_response(args)
     if args.rescore:
         unseen = args.unseen_captions if args.unseen_captions is not None else 9
         return rescore(args.rescore, args.device, unseen, args.out / "rescore.json")

@@ -140,3 +140,28 @@ def test_generator_loss_under_bf16_autocast():
     assert total.dtype == torch.float32
     assert total.item() == pytest.approx(ref_total.item(), rel=1e-2)  # measured: 2e-6
     total.backward()
+
+
+def test_pixel_weight_of_the_l2_terms():
+    from tgsr.losses.terms import pyramid_l2, tar_loss
+
+    g = torch.Generator().manual_seed(0)
+    outs = [torch.rand(2, 3, 8, 8, generator=g), torch.rand(2, 3, 16, 16, generator=g)]
+    gts = [torch.rand(2, 3, 8, 8, generator=g), torch.rand(2, 3, 16, 16, generator=g)]
+    ones = torch.ones(2, 1, 16, 16)
+    assert torch.allclose(pyramid_l2(outs, gts, ones), pyramid_l2(outs, gts))
+    # weight on one corner: only that corner's error counts more
+    w = ones.clone()
+    w[:, :, :8, :8] = 3.0
+    bumped = [o.clone() for o in outs]
+    bumped[1][:, :, :8, :8] += 0.1
+    gain_w = pyramid_l2(bumped, gts, w) - pyramid_l2(outs, gts, w)
+    gain = pyramid_l2(bumped, gts) - pyramid_l2(outs, gts)
+    assert float(gain_w) > 2.5 * float(gain) > 0
+    attn = [torch.rand(2, 4, 8, 8, generator=g), torch.rand(2, 4, 16, 16, generator=g)]
+    assert torch.allclose(
+        tar_loss(outs, gts, attn, None, weight=ones), tar_loss(outs, gts, attn, None)
+    )
+    assert float(tar_loss(outs, gts, attn, None, weight=2 * ones)) > float(
+        tar_loss(outs, gts, attn, None)
+    )

@@ -171,7 +171,8 @@ def test_real_caption_benchmark_end_to_end(tmp_path):
                          "--curve-every", "2",
                          "--set", "data.cache=false"])  # fmt: skip
     saved = json.loads((out / "results.json").read_text())
-    assert saved["recipe"] == "plain" and saved["scale"] == 8
+    assert saved["recipe"] == "recolour" and saved["scale"] == 8  # the default recipe
+    assert "data.recolour=0.5" in saved["recipe_overrides"]
     assert {"bicubic", "tgsr", "baseline"} <= set(saved["evaluation"])
     cr = saved["caption_response"]
     # the two test birds are grey: grey -> red on caption 0, and on captions 1..2
@@ -208,3 +209,19 @@ def test_environment_names_the_machine_and_versions():
     assert env["device"]["device"] == "cpu" and "gpu" not in env["device"]
     assert env["device"]["cpu_count"] >= 1 and env["device"]["cpu_capability"]
     assert env["versions"]["torch"] == torch.__version__
+
+
+def test_target_response_scores_the_recolouring_targets(tmp_path):
+    data = tmp_path / "cub"
+    make_tiny_cub(data)
+    report = _load_benchmark().main(["--targets", "--data", str(data), "--out", str(tmp_path / "t"),
+                                     "--hr-size", "32", "--set", "data.cache=false"])  # fmt: skip
+    assert json.loads((tmp_path / "t" / "targets.json").read_text()) == report
+    rows = {(r["recolour_lr_psnr"], r["recolour_max_cover"]): r for r in report["rows"]}
+    assert len(rows) == 12 and report["num_edits"] == 2  # the two grey test birds: grey -> red
+    for (db, _), r in rows.items():
+        assert r["lr_psnr"] >= db - 1.0  # each target keeps its LR budget (8-bit rounding aside)
+        assert r["toward_fraction"] == 1.0
+    # a looser budget moves further; so does a smaller cover at the same budget
+    assert rows[(36.0, 0.15)]["mean_change"] > rows[(40.0, 0.15)]["mean_change"] > 0
+    assert rows[(40.0, 0.1)]["mean_change"] >= rows[(40.0, 1.0)]["mean_change"]

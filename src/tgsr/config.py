@@ -36,6 +36,7 @@ _RULES = {
     ">=1": (lambda v: v >= 1, "must be >= 1"),
     "[0,1]": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
     "[0,1)": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "(0,1]": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
     "seed": (lambda v: 0 <= v < 2**32, "must be in [0, 2**32)"),
 }
 
@@ -94,12 +95,23 @@ class DataConfig:
     # (chroma scaled by a random factor in [0, 1), luma kept); the target keeps it, so the caption
     # is then the only source of colour (docs/real_data.md#making-the-caption-matter)
     lq_colour_drop: float = 0.0
+    # training only, real formats: the probability that a sample with a colour word is recoloured
+    # (tgsr.data.recolour): the word swapped for another colour and the target's pixels of the old
+    # colour moved toward the new one, as far as the LR image allows (the downsampled target stays
+    # within recolour_lr_psnr dB of the LR input, which keeps the original colours); only the
+    # recolour_max_cover share of pixels that carry the old colour most clearly moves (a part)
+    recolour: float = 0.0
+    recolour_lr_psnr: float = 40.0
+    recolour_max_cover: float = 0.15
+    # the pixel losses (L2, fine L2, TAR) weigh recoloured pixels by 1 + (w - 1) * mask
+    recolour_loss_weight: float = 1.0
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
     def validate(self) -> None:
         _require("data", self, hr_size=">=1", lowpass_sigma=">0", max_words=">=1",
                  captions_per_image=">=1", num_workers=">=0",
-                 lq_colour_drop="[0,1]")  # fmt: skip
+                 lq_colour_drop="[0,1]", recolour="[0,1]", recolour_lr_psnr=">0",
+                 recolour_max_cover="(0,1]", recolour_loss_weight=">0")  # fmt: skip
         if self.load_ratio < 1:
             raise ConfigError(
                 f"data.load_ratio must be >= 1 (it then crops), got {self.load_ratio}"
@@ -117,6 +129,8 @@ class DataConfig:
             raise ConfigError(f"data.root is required for data.format={self.format!r}")
         if self.format == "synthetic" and self.lq_colour_drop > 0:
             raise ConfigError("data.lq_colour_drop applies to real photographs, not ShapeCaps")
+        if self.format == "synthetic" and self.recolour > 0:
+            raise ConfigError("data.recolour applies to real photographs, not ShapeCaps")
 
 
 @dataclass

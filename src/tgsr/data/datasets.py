@@ -53,6 +53,7 @@ from torch.utils.data import Dataset
 
 from tgsr.config import DataConfig
 from tgsr.data.images import list_images, load_image
+from tgsr.data.recolour import recolour
 from tgsr.data.sample import make_sample
 from tgsr.errors import BadInputError, TGSRError
 from tgsr.text import Vocabulary, tokenize
@@ -573,7 +574,8 @@ class CaptionedImageDataset(Dataset):
     Training: a random caption per draw, a random ``hr_size`` crop of the image (box-cropped for
     CUB) resized to ``load_size(hr_size, load_ratio)`` on its shorter side, up or down, a
     horizontal flip with p = 0.5, and with p = ``data.lq_colour_drop`` an LR whose chroma is
-    scaled by a random factor in [0, 1) (the caption then carries the colour); randomness comes from torch's RNG, which the DataLoader seeds
+    scaled by a random factor in [0, 1) (the caption then carries the colour), and with
+    p = ``data.recolour`` a caption-consistent recolouring (:mod:`tgsr.data.recolour`); randomness comes from torch's RNG, which the DataLoader seeds
     per worker. Evaluation: caption 0, the same resize, centre crop. The resized decode is cached
     (:class:`DecodeCache`, ``data.cache``).
     A bad image raises :class:`BadInputError` naming the file; with ``data.skip_bad`` it is
@@ -625,15 +627,30 @@ class CaptionedImageDataset(Dataset):
                 img = img[:, ::-1]
             caption = rec.captions[k % len(rec.captions)]
             rng: random.Random | None = random.Random(seed)
-            colour = 1.0
+            colour, target = 1.0, None
             if self.cfg.lq_colour_drop > 0:  # drawn only when on: other runs keep their streams
                 drop, amount = torch.rand(2).tolist()
                 colour = amount if drop < self.cfg.lq_colour_drop else 1.0
+            if self.cfg.recolour > 0:  # likewise
+                draw, seed2 = torch.rand(1).item(), int(torch.randint(0, 2**62, (1,)))
+                if draw < self.cfg.recolour:
+                    img = np.ascontiguousarray(img)
+                    edit = recolour(img, caption, self.vocab.index.keys(), random.Random(seed2),
+                                    self.cfg.scale, self.cfg.recolour_lr_psnr,
+                                    self.cfg.recolour_max_cover, self.cfg.degradation)  # fmt: skip
+                    if edit is not None:
+                        target, caption, mask = edit[0], edit[1], edit[4]
         else:
             img = crop(img, self.cfg.hr_size, None)
-            caption, rng, colour = rec.captions[0], None, 1.0
-        return make_sample(np.ascontiguousarray(img), caption, self.vocab, self.cfg, rng,
-                           rec.key, rec.class_id, lq_colour=colour)  # fmt: skip
+            caption, rng, colour, target = rec.captions[0], None, 1.0, None
+        sample = make_sample(np.ascontiguousarray(img), caption, self.vocab, self.cfg, rng,
+                             rec.key, rec.class_id, lq_colour=colour, target=target)  # fmt: skip
+        if self.train and self.cfg.recolour > 0 and self.cfg.recolour_loss_weight != 1.0:
+            weight = torch.ones(1, *sample["gt"].shape[-2:])
+            if target is not None:
+                weight = weight + (self.cfg.recolour_loss_weight - 1.0) * mask[None]
+            sample["weight"] = weight
+        return sample
 
     def __getitem__(self, index: int) -> dict:
         n = len(self.records)

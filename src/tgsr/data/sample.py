@@ -22,13 +22,15 @@ def make_sample(
     key: str,
     class_id: int = 0,
     lq_colour: float = 1.0,
+    target: np.ndarray | None = None,
 ) -> dict:
     """``gt`` uint8 ``(H, W, 3)`` + caption -> the sample dict.
 
     ``lq = quantize(degrade(gt, scale, method))`` (the 8-bit LR a user would save as PNG);
     tokens via ``vocab.encode(caption, max_words, rng)`` (``rng=None``: deterministic first N
     words). ``lq_colour`` < 1 scales the LR's chroma (``data.lq_colour_drop``; the target keeps
-    its colour). A caption with no usable word raises :class:`BadInputError` naming ``key``.
+    its colour). ``target``: the HR target when it is not ``gt`` itself (``data.recolour``: the
+    LR still comes from ``gt``). A caption with no usable word raises :class:`BadInputError` naming ``key``.
     """
     gt_t = image_to_tensor(gt)  # (3, H, W) float in [0, 1]
     h, w = gt_t.shape[-2:]
@@ -42,7 +44,7 @@ def make_sample(
     if enc.length == 0:
         raise BadInputError(f"{key}: empty caption {caption!r}")
     return {
-        "gt": gt_t,
+        "gt": gt_t if target is None else image_to_tensor(target),
         "lq": lq,
         "tokens": torch.tensor(enc.ids, dtype=torch.int64),
         "length": torch.tensor(enc.length, dtype=torch.int64),

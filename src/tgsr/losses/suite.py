@@ -133,20 +133,20 @@ class LossSuite:
         self, out, batch, gt_levels, lowpass_levels, text, image_encoder, discriminator, w
     ) -> tuple[torch.Tensor, dict[str, float]]:
         parts: dict[str, torch.Tensor] = {}
+        pixel_weight = batch.get("weight")  # recoloured pixels (data.recolour_loss_weight)
         if "l2" in w:
             if self.coarse_to_fine:
                 if lowpass_levels is None:
                     raise ValueError("loss.l2 with the refine branch needs lowpass_levels")
-                parts["l2"] = pyramid_l2(out.coarse, lowpass_levels)
+                parts["l2"] = pyramid_l2(out.coarse, lowpass_levels, pixel_weight)
             else:
-                parts["l2"] = pyramid_l2(out.coarse, gt_levels)
+                parts["l2"] = pyramid_l2(out.coarse, gt_levels, pixel_weight)
         if "fine_l2" in w:
-            parts["fine_l2"] = pyramid_l2(out.fine, gt_levels)
+            parts["fine_l2"] = pyramid_l2(out.fine, gt_levels, pixel_weight)
         if "tar" in w:
             mask = text.token_mask if text is not None else None
-            parts["tar"] = tar_loss(
-                out.fine, gt_levels, out.attn, mask, self.cfg.tar_mode, self.cfg.tar_topk
-            )
+            parts["tar"] = tar_loss(out.fine, gt_levels, out.attn, mask, self.cfg.tar_mode,
+                                    self.cfg.tar_topk, pixel_weight)  # fmt: skip
         if "tic" in w:
             parts["tic"] = self._tic(self.judged_images(out), batch, text, image_encoder)
         if "cgan" in w:

@@ -12,15 +12,32 @@ import torch
 import torch.nn.functional as F
 
 
-def pyramid_l2(outputs: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Σ over levels of the mean squared error (the released ``MSE``, paper_vs_code.md R7)."""
+def level_weight(weight: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
+    """A pixel weight ``(B, 1, H, W)`` at the resolution of ``like`` (area average)."""
+    if weight is None or weight.shape[-2:] == like.shape[-2:]:
+        return weight
+    return F.adaptive_avg_pool2d(weight.float(), like.shape[-2:])
+
+
+def pyramid_l2(
+    outputs: Sequence[torch.Tensor],
+    targets: Sequence[torch.Tensor],
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Σ over levels of the mean squared error (the released ``MSE``, paper_vs_code.md R7);
+    ``weight`` ``(B, 1, H, W)``: per-pixel weights of the full-resolution level (area-averaged
+    for the others; ``data.recolour_loss_weight``)."""
     if len(outputs) != len(targets):
         raise ValueError(f"{len(outputs)} outputs but {len(targets)} target levels")
     total = outputs[0].new_zeros((), dtype=torch.float32)
     for out, tgt in zip(outputs, targets, strict=True):
         if out.shape != tgt.shape:
             raise ValueError(f"output {tuple(out.shape)} does not match target {tuple(tgt.shape)}")
-        total = total + F.mse_loss(out.float(), tgt.float())
+        w = level_weight(weight, out)
+        if w is None:
+            total = total + F.mse_loss(out.float(), tgt.float())
+        else:
+            total = total + (w * (out.float() - tgt.float()) ** 2).mean()
     return total
 
 
@@ -72,14 +89,19 @@ def tar_loss(
     token_mask: torch.Tensor | None,
     mode: str = "top5",
     topk: int = 5,
+    weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Σ over levels of mean(W_k · (fine_k − gt_k)²); attention map k belongs to level k (it may
-    be at half the resolution, as in the released layout: it is upsampled)."""
+    be at half the resolution, as in the released layout: it is upsampled). ``weight``: an extra
+    per-pixel weight, as in :func:`pyramid_l2`."""
     if not (len(fine) == len(gt_levels) == len(attn)):
         raise ValueError("TAR needs one attention map per fine output and GT level")
     total = fine[0].new_zeros((), dtype=torch.float32)
     for out, gt, a in zip(fine, gt_levels, attn, strict=True):
         w = tar_weight(a, token_mask, tuple(out.shape[-2:]), mode, topk)
+        extra = level_weight(weight, out)
+        if extra is not None:
+            w = w * extra
         total = total + (w * (out.float() - gt.float()) ** 2).mean()
     return total
 
