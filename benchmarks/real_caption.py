@@ -202,9 +202,14 @@ def _with_damsm(cfg, path: Path):
 # ----------------------------------------------------------------------------- evaluation
 
 
-def caption_checks(cfg, runs: dict, vocab, device: str, unseen: int = 9) -> dict:
-    """The caption response of each run on the test birds: caption 0 (the headline) and
-    captions 1..``unseen`` of every bird (other captions no run has seen; 0 skips them)."""
+def caption_checks(
+    cfg, runs: dict, vocab, device: str, unseen: int = 9, every_colour: bool = True
+) -> dict:
+    """The caption response of each run on the test birds: caption 0 (the headline), captions
+    1..``unseen`` of every bird (other captions no run has seen; 0 skips them) and, with
+    ``every_colour``, caption 0 with its colour word swapped for each other colour word the
+    vocabulary knows (``every_new_colour``: does the output follow the colour named?)."""
+    from tgsr.colours import COLOUR_RGB
     from tgsr.data.loader import build_dataset
     from tgsr.evaluation.caption_response import measure, plan_edits
     from tgsr.evaluation.common import collect, encode_captions
@@ -218,9 +223,12 @@ def caption_checks(cfg, runs: dict, vocab, device: str, unseen: int = 9) -> dict
         return encode_captions(vocab, caps, cfg.data.max_words)
 
     result: dict = {"num_test_images": len(test["caption"])}
-    checks = [("caption0", test["caption"])] + ([("unseen_captions", other_caps)] if unseen else [])
-    for label, caps in checks:
-        edits, skipped = plan_edits(caps, known, cfg.data.max_words)
+    colours = [c for c in COLOUR_RGB if c != "gray"]
+    checks = [("caption0", test["caption"], None)]
+    checks += [("unseen_captions", other_caps, None)] if unseen else []
+    checks += [("every_new_colour", test["caption"], colours)] if every_colour else []
+    for label, caps, to in checks:
+        edits, skipped = plan_edits(caps, known, cfg.data.max_words, to)
         entry: dict = {"num_edits": len(edits), "left_out": skipped}
         for name, model in runs.items():
             if not edits:
@@ -246,7 +254,7 @@ def _curve_point(cfg, damsm: Path, device: str, curve: list, path: Path):
         if text_encoder is None:
             return
         model = GeneratorSR(generator, text_encoder)
-        r = caption_checks(cfg, {"tgsr": model}, vocab, device, unseen=0)["caption0"]
+        r = caption_checks(cfg, {"tgsr": model}, vocab, device, 0, False)["caption0"]
         t = r.get("tgsr") or {}
         keys = ("mean_change", "toward_fraction", "lr_psnr_original", "lr_psnr_edited")
         curve.append({"step": step, **{k: t.get(k) for k in keys}})
@@ -282,7 +290,7 @@ def rescore(outs: list[Path], device: str, unseen: int, path: Path) -> dict:
             if model.uses_text:
                 checks = caption_checks(cfg, {"tgsr": model}, vocab, device, unseen)
                 checks.pop("_figure", None)
-                for key in ("caption0", "unseen_captions"):
+                for key in ("caption0", "unseen_captions", "every_new_colour"):
                     if key in checks:
                         row[key] = checks[key].get("tgsr")
             rows[f"{out.name}/{run.name}"] = row
@@ -505,13 +513,26 @@ def markdown(report: dict) -> str:
     cr = report["caption_response"]
     lines += ["", "| captions | model | edits | response, top 10 % (levels) | all pixels | "
               "toward new colour | LR-PSNR unedited / edited |", "|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
-    for label in ("caption0", "unseen_captions"):
+    for label in ("caption0", "unseen_captions", "every_new_colour"):
         for name, r in ((k, v) for k, v in cr.get(label, {}).items() if isinstance(v, dict)):
             if "mean_change" not in r:
                 continue
             lines.append(f"| {label} | {name} | {r['num_edits']} | {r['mean_change']:.2f} | "
                          f"{r['mean_change_all']:.3f} | {r['toward_fraction']:.2f} | "
                          f"{r['lr_psnr_original']:.1f} / {r['lr_psnr_edited']:.1f} |")  # fmt: skip
+    pairs = (cr.get("every_new_colour", {}).get("tgsr") or {}).get("per_pair", {})
+    if pairs:
+        by_new: dict[str, list] = {}
+        for key, r in pairs.items():
+            by_new.setdefault(key.split("->")[1], []).append(r)
+        lines += ["", "Caption 0 with its colour word swapped for each colour (TGSR):", "",
+                  "| new colour | edits | response, top 10 % (levels) | toward new colour |",
+                  "|---|---:|---:|---:|"]  # fmt: skip
+        for new, rs in sorted(by_new.items()):
+            n = sum(r["num_edits"] for r in rs)
+            change = sum(r["mean_change"] * r["num_edits"] for r in rs) / n
+            toward = sum(r["toward_fraction"] * r["num_edits"] for r in rs) / n
+            lines.append(f"| {new} | {n} | {change:.2f} | {toward:.2f} |")
     lines += ["", "Targets (issue 14): " + "; ".join(
         f"{k} {'–' if v['value'] is None else round(v['value'], 2)} (target {v['target']}: "
         f"{'met' if v['met'] else 'not met'})" for k, v in report["acceptance"].items())]  # fmt: skip

@@ -90,6 +90,15 @@ def test_plan_edits_counts_what_it_leaves_out():
     assert [(e.index, e.old, e.new) for e in edits] == [(0, "red", "blue"), (2, "black", "yellow")]
     assert edits[0].edited == "a blue bird with a short beak"
     assert skipped == {"no_colour": 1, "unknown_new_colour": 1, "beyond_max_words": 1}
+    # one edit per new colour (never the old one), the same counting
+    every, skipped = plan_edits(caps, known={"blue", "yellow", "red"}, max_words=6,
+                                to=["red", "blue", "yellow", "green"])  # fmt: skip
+    assert [(e.index, e.old, e.new) for e in every] == [
+        (0, "red", "blue"), (0, "red", "yellow"), (2, "black", "red"), (2, "black", "blue"),
+        (2, "black", "yellow"), (2, "white", "red"), (2, "white", "blue"), (2, "white", "yellow"),
+    ]  # fmt: skip
+    assert every[3].edited == "a blue bird"
+    assert skipped == {"no_colour": 1, "unknown_new_colour": 4, "beyond_max_words": 3}
 
 
 class _ToyVocab:
@@ -178,6 +187,8 @@ def test_real_caption_benchmark_end_to_end(tmp_path):
     # the two test birds are grey: grey -> red on caption 0, and on captions 1..2
     assert cr["caption0"]["num_edits"] == 2 and cr["unseen_captions"]["num_edits"] == 4
     assert cr["caption0"]["baseline"]["mean_change"] == 0.0  # no text, no response
+    every = cr["every_new_colour"]["tgsr"]["per_pair"]  # grey -> each known colour
+    assert "grey->red" in every and all(k.startswith("grey->") for k in every)
     assert "grey->red" in cr["caption0"]["tgsr"]["per_pair"]
     assert cr["curve"] and cr["curve"][0]["step"] == 2
     assert len((out / "curve.jsonl").read_text().splitlines()) == len(cr["curve"])

@@ -146,27 +146,34 @@ def plan_edits(
     captions: list[list[str]] | list[str],
     known: set[str] | None = None,
     max_words: int | None = None,
+    to: list[str] | None = None,
 ) -> tuple[list[Edit], dict]:
     """The colour edits of a test set: for each image, its caption (or each of its captions, for a
-    list of lists) whose first colour word has a swap. An edit is left out, and counted, when the
-    new colour is not in ``known`` (the model's vocabulary: an unknown word carries no colour) or
-    when the swapped word lies beyond the first ``max_words`` words (the model never reads it)."""
+    list of lists) whose first colour word has a swap — :data:`COLOUR_SWAPS`'s, or with ``to``
+    one edit per colour of ``to`` other than the old one. An edit is left out, and counted, when
+    the new colour is not in ``known`` (the model's vocabulary: an unknown word carries no colour)
+    or when the swapped word lies beyond the first ``max_words`` words (the model never reads
+    it)."""
     edits, skipped = [], {"no_colour": 0, "unknown_new_colour": 0, "beyond_max_words": 0}
     for i, caps in enumerate(captions):
         for cap in [caps] if isinstance(caps, str) else caps:
-            swap = swap_colour(cap)
-            if swap is None:
+            found = colour_words(cap)
+            if not found:
                 skipped["no_colour"] += 1
                 continue
-            edited, old, new = swap
-            if known is not None and new not in known:
-                skipped["unknown_new_colour"] += 1
-                continue
+            old = found[0]
             first = [w.lower() for w in _WORD.findall(cap)].index(old)
-            if max_words is not None and first >= max_words:
-                skipped["beyond_max_words"] += 1
-                continue
-            edits.append(Edit(i, cap, edited, old, new))
+            for new in to if to is not None else [COLOUR_SWAPS[old]]:
+                swap = swap_colour(cap, new=new, old=old)
+                if swap is None:  # new == old
+                    continue
+                if known is not None and new not in known:
+                    skipped["unknown_new_colour"] += 1
+                    continue
+                if max_words is not None and first >= max_words:
+                    skipped["beyond_max_words"] += 1
+                    continue
+                edits.append(Edit(i, cap, swap[0], old, new))
     return edits, skipped
 
 
