@@ -75,14 +75,16 @@ def recolour_to(
     lr_psnr: float,
     max_cover: float = 1.0,
     method: str = "bicubic",
+    mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``img`` ``(3, H, W)`` in [0, 1] with the pixels of colour ``old`` moved toward ``new``:
     ``img + s · mask · (rgb(new) − img)``, ``mask`` = :func:`colour_mask` kept on the
     ``max_cover`` share of pixels that carry ``old`` most clearly (the part a colour word names;
     ties broken by the Lab distance to ``old``'s swatch), ``s`` the largest in (0, 1] whose
     result, downsampled by ``scale``, lies within ``lr_psnr`` dB of ``img`` downsampled.
-    Returns the result and the kept mask ``(H, W)``."""
-    mask = colour_mask(img, old)
+    Returns the result and the kept mask ``(H, W)``. ``mask``: ``colour_mask(img, old)`` when
+    the caller has it already."""
+    mask = colour_mask(img, old) if mask is None else mask
     k = int(round(max_cover * mask.numel()))
     if k < mask.numel() and int((mask > 0).sum()) > k:
         swatch = torch.tensor(COLOUR_LAB[old]).view(3, 1, 1)
@@ -119,7 +121,8 @@ def recolour(
     img = torch.from_numpy(np.ascontiguousarray(gt)).permute(2, 0, 1).float() / 255
     rng.shuffle(olds)
     for old in olds:
-        if float(colour_mask(img, old).mean()) < MIN_COVER:
+        mask = colour_mask(img, old)
+        if float(mask.mean()) < MIN_COVER:
             continue
         same = {old, "grey", "gray"} if old in ("grey", "gray") else {old}
         news = [w for w in COLOUR_RGB if w not in same and w in known and w != "gray"]
@@ -129,7 +132,7 @@ def recolour(
         swapped = swap_colour(caption, new=new, old=old)
         if swapped is None:
             continue
-        target, mask = recolour_to(img, old, new, scale, lr_psnr, max_cover, method)
+        target, mask = recolour_to(img, old, new, scale, lr_psnr, max_cover, method, mask)
         target_u8 = (target * 255).round().byte().permute(1, 2, 0).numpy()
         return target_u8, swapped[0], old, new, mask
     return None
