@@ -575,8 +575,9 @@ class CaptionedImageDataset(Dataset):
     CUB) resized to ``load_size(hr_size, load_ratio)`` on its shorter side, up or down, a
     horizontal flip with p = 0.5, and with p = ``data.lq_colour_drop`` an LR whose chroma is
     scaled by a random factor in [0, 1) (the caption then carries the colour), and with
-    p = ``data.recolour`` a caption-consistent recolouring (:mod:`tgsr.data.recolour`); randomness comes from torch's RNG, which the DataLoader seeds
-    per worker. Evaluation: caption 0, the same resize, centre crop. The resized decode is cached
+    p = ``data.recolour`` a caption-consistent recolouring (:mod:`tgsr.data.recolour`; with
+    ``data.recolour_loss_weight`` ≠ 1 every training sample carries a ``"weight"`` map);
+    randomness comes from torch's RNG, which the DataLoader seeds per worker. Evaluation: caption 0, the same resize, centre crop. The resized decode is cached
     (:class:`DecodeCache`, ``data.cache``).
     A bad image raises :class:`BadInputError` naming the file; with ``data.skip_bad`` it is
     recorded once in :attr:`skipped` and the next good record is used instead (skips counted inside
@@ -627,7 +628,7 @@ class CaptionedImageDataset(Dataset):
                 img = img[:, ::-1]
             caption = rec.captions[k % len(rec.captions)]
             rng: random.Random | None = random.Random(seed)
-            colour, target = 1.0, None
+            colour, target, mask = 1.0, None, None  # mask: the recoloured pixels
             if self.cfg.lq_colour_drop > 0:  # drawn only when on: other runs keep their streams
                 drop, amount = torch.rand(2).tolist()
                 colour = amount if drop < self.cfg.lq_colour_drop else 1.0
@@ -642,12 +643,12 @@ class CaptionedImageDataset(Dataset):
                         target, caption, mask = edit[0], edit[1], edit[4]
         else:
             img = crop(img, self.cfg.hr_size, None)
-            caption, rng, colour, target = rec.captions[0], None, 1.0, None
+            caption, rng, colour, target, mask = rec.captions[0], None, 1.0, None, None
         sample = make_sample(np.ascontiguousarray(img), caption, self.vocab, self.cfg, rng,
                              rec.key, rec.class_id, lq_colour=colour, target=target)  # fmt: skip
         if self.train and self.cfg.recolour > 0 and self.cfg.recolour_loss_weight != 1.0:
             weight = torch.ones(1, *sample["gt"].shape[-2:])
-            if target is not None:
+            if mask is not None:
                 weight = weight + (self.cfg.recolour_loss_weight - 1.0) * mask[None]
             sample["weight"] = weight
         return sample
