@@ -20,6 +20,8 @@ DAMSM, pattern accuracy incl. compositional, edit and swap success, NIQE). All l
   and without the fixes of ``loss.balance`` / ``loss.semantic_start`` (docs/ablations.md);
 * ``table2``: the paper's Table 2 rows on ShapeCaps x8 plus the quickstart recipe;
 * ``scale``: x4 / x8 / x16 at 128² HR, text vs no text (paper Fig. 8).
+* ``cpu``: cheaper quickstart steps for CPUs without fast bf16 (batch, width), one row at a
+  time with ``--threads 2``.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ WARM = ["loss.semantic_start=1000", "loss.semantic_ramp=500"]
 # baseline = L2 only, one branch, no text; +TAM adds the text attention and cGAN; +TIC the DAMSM
 # loss; +coarse-to-fine the refine branch (plain L2 on it); +TAR replaces that L2 by TAR. TIC and
 # cGAN as the quickstart preset combines them (loss.balance / loss.semantic_start).
+TWO80 = "data.synthetic.train_two_object_prob=0.8"  # the train split only; the test set stays
 T2_BASE = ["generator.coarse_to_fine=false", "loss.fine_l2=0", "loss.tar=0"]
 SUITES: dict[str, dict[str, tuple[str, list[str]]]] = {
     "four_loss": {
@@ -68,6 +71,18 @@ SUITES: dict[str, dict[str, tuple[str, list[str]]]] = {
         "coarse_to_fine": ("quickstart", ["loss.tar=0", *PAPER, *BAL]),
         "tgsr": ("quickstart", ["loss.fine_l2=0", *PAPER, *BAL]),
         "quickstart": ("quickstart", []),
+    },
+    # cheaper steps for CPUs without fast bf16 (AVX2 only: the quickstart's float32 step is
+    # 0.63 s there and its 10 TGSR minutes stop at ~900 steps, in the middle of the take-off);
+    # run one row at a time with --threads 2 and --minutes 10.3 (the quickstart's TGSR share)
+    "cpu": {
+        "quickstart": ("quickstart", []),
+        "b8": ("quickstart", ["train.batch_size=8"]),
+        "c24_b12": ("quickstart", ["generator.channels=24", "train.batch_size=12"]),
+        "c24": ("quickstart", ["generator.channels=24"]),
+        "c16": ("quickstart", ["generator.channels=16"]),
+        "c24_two80": ("quickstart", ["generator.channels=24", TWO80]),
+        "c16_two80": ("quickstart", ["generator.channels=16", TWO80]),
     },
     "scale": {
         f"x{s}_{kind}": (

@@ -242,6 +242,21 @@ def test_dataset_samples():
     assert batch["gt"].shape == (3, 3, 64, 64) and len(batch["attributes"]) == 3
 
 
+def test_train_two_object_prob_changes_the_train_split_only():
+    def objects(syn: SyntheticConfig, train: bool) -> list[int]:
+        cfg = DataConfig(synthetic=syn)
+        ds = S.SyntheticDataset(cfg, S.build_vocabulary(), train=train)
+        return [len(ds.scene(i)["objects"]) for i in range(200)]
+
+    plain = SyntheticConfig(num=None, eval_num=200)
+    more = SyntheticConfig(num=None, eval_num=200, train_two_object_prob=0.9)
+    two = [n.count(2) / len(n) for n in (objects(plain, True), objects(more, True))]
+    assert two[0] < 0.65 and two[1] > 0.8  # 0.5 and 0.9 of 200 draws
+    assert objects(plain, False) == objects(more, False)  # the test set is the benchmark's
+    with pytest.raises(ValueError, match="train_two_object_prob"):
+        SyntheticConfig(train_two_object_prob=1.5).validate()
+
+
 def test_generation_speed():
     t = time.perf_counter()
     for seed in range(300):

@@ -65,10 +65,14 @@ class SyntheticConfig:
     eval_num: int = 500  # scenes in an evaluation split when num is None
     two_object_prob: float = 0.5
     solid_prob: float = 0.2
+    # the train split's share of two-object scenes (None: two_object_prob); the evaluation
+    # splits keep two_object_prob, so the test set does not change with it
+    train_two_object_prob: float | None = None
 
     def validate(self) -> None:
         _require("data.synthetic", self, seed="seed", num=">=1", eval_num=">=1",
-                 two_object_prob="[0,1]", solid_prob="[0,1]")  # fmt: skip
+                 two_object_prob="[0,1]", solid_prob="[0,1]",
+                 train_two_object_prob="[0,1]")  # fmt: skip
 
 
 @dataclass

@@ -7,7 +7,8 @@
 4. evaluate TGSR, baseline and bicubic, write the report with pictures,
 5. export TGSR as a pipeline folder and print the commands that use it.
 
-Every stage gets a share of ``--minutes`` and stops on time; the shares are below.
+Every stage gets a share of ``--minutes`` and stops on time; the shares are below. The default
+budget depends on the CPU (:func:`default_minutes`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,36 @@ from tgsr.training.trainer import fit
 # DAMSM gets more than the training one: at 1.4 min it scored slightly smoothed ground truth
 # above the ground truth itself; at 2.2 min it peaks at the ground truth (docs/quickstart.md).
 SHARES = {"damsm": 0.075, "damsm_eval": 0.12, "tgsr": 0.56, "baseline": 0.15}
+
+
+# The default budget. On a CPU without fast bf16 kernels the quickstart trains in float32 and
+# gets about a third of the TGSR steps per minute. Measured on a 2-core AMD EPYC with AVX2 only
+# (docs/quickstart.md, "On a CPU without fast bf16"): 18 minutes gave pattern accuracy 0.58 (two
+# objects not yet bound to their words), 45 minutes gave 1.00 (41.4 min in all, 2,438 steps).
+FAST_CPU_MINUTES = 18.0
+SLOW_CPU_MINUTES = 45.0
+
+
+def default_minutes(fast: bool | None = None) -> float:
+    """The budget of ``tgsr quickstart`` without ``--minutes``: 18 on a CPU with fast bf16 (AMX /
+    AVX-512-BF16), 45 without (``fast``: :func:`tgsr.device.fast_bf16` of the CPU when None)."""
+    if fast is None:
+        from tgsr.device import fast_bf16
+
+        fast = fast_bf16("cpu")
+    return FAST_CPU_MINUTES if fast else SLOW_CPU_MINUTES
+
+
+def slow_cpu_notice(minutes: float, fast: bool | None = None) -> str | None:
+    """One line for a budget under ``SLOW_CPU_MINUTES`` on a CPU without fast bf16; None
+    otherwise (also when the budget is the default: it is chosen for the CPU)."""
+    if default_minutes(fast) <= minutes:
+        return None
+    return (
+        f"note: no fast bf16 on this CPU (AMX / AVX-512-BF16): in {minutes:g} min TGSR gets too "
+        f"few steps to bind two objects to their words (2-core AVX2, 18 min: pattern accuracy "
+        f"0.58); the default here, --minutes {SLOW_CPU_MINUTES:g}, gave 1.00 (docs/quickstart.md)"
+    )
 
 
 def _with(cfg: Config, **sections) -> Config:
@@ -81,14 +112,18 @@ def _write_examples(folder: Path, seed: int, num: int = 4) -> list[tuple[Path, s
     return out
 
 
-def run_quickstart(out: str | Path, minutes: float = 18.0, seed: int = 0,
+def run_quickstart(out: str | Path, minutes: float | None = None, seed: int = 0,
                    overrides: list[str] | None = None) -> dict:  # fmt: skip
 
     t0 = time.monotonic()
+    minutes = default_minutes() if minutes is None else minutes
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cfgs = quickstart_configs(minutes, seed, overrides or [])
     console.rule(f"[bold]tgsr quickstart[/] - budget {minutes:.0f} min, output in {out}")
+    notice = slow_cpu_notice(minutes)
+    if notice:
+        console.print(f"[yellow]{notice}[/]")
 
     console.rule("1/5 DAMSM text-image encoders (vocabulary, TIM, TIC when used)")
     damsm_dir = train_damsm(cfgs["damsm"], out / "damsm", cpu=True)

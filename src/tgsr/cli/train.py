@@ -99,8 +99,13 @@ def quickstart(
         "tgsr_quickstart"
     ),
     minutes: Annotated[
-        float, typer.Option("--minutes", help="Total time budget (minutes).")
-    ] = 18.0,
+        float | None,
+        typer.Option(
+            "--minutes",
+            help="Total time budget (minutes). Default: 18 on a CPU with fast bf16 (AMX / "
+            "AVX-512-BF16), 45 without (float32 training needs the time; docs/quickstart.md).",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     set_: SetOpt = None,
 ) -> None:

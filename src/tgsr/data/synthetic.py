@@ -521,10 +521,12 @@ class SyntheticDataset(torch.utils.data.Dataset):
             raise IndexError(index)
         offset = self.epoch * ENDLESS_LEN if self.num is None else 0
         syn = self.cfg.synthetic
+        two = syn.two_object_prob
+        if self.split == "train" and syn.train_two_object_prob is not None:
+            two = syn.train_two_object_prob
         return sample_scene(
-            scene_seed(self.seed, offset + index), self.split, self.size,
-            syn.two_object_prob, syn.solid_prob,
-        )  # fmt: skip
+            scene_seed(self.seed, offset + index), self.split, self.size, two, syn.solid_prob
+        )
 
     def __getitem__(self, index: int) -> dict:
         attrs = self.scene(index)
