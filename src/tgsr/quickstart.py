@@ -26,6 +26,7 @@ from rich.console import Console
 from tgsr.config import Config, load_config
 from tgsr.data.synthetic import write_dataset
 from tgsr.data.synthetic_text import make_caption
+from tgsr.device import fast_bf16
 from tgsr.evaluation.evaluate import BicubicSR, evaluate, load_eval_damsm, load_run
 from tgsr.evaluation.figures import training_curves
 from tgsr.evaluation.report import print_headline
@@ -53,8 +54,6 @@ def default_minutes(fast: bool | None = None) -> float:
     """The budget of ``tgsr quickstart`` without ``--minutes``: 18 on a CPU with fast bf16 (AMX /
     AVX-512-BF16), 45 without (``fast``: :func:`tgsr.device.fast_bf16` of the CPU when None)."""
     if fast is None:
-        from tgsr.device import fast_bf16
-
         fast = fast_bf16("cpu")
     return FAST_CPU_MINUTES if fast else SLOW_CPU_MINUTES
 
