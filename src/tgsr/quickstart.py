@@ -115,12 +115,13 @@ def run_quickstart(out: str | Path, minutes: float | None = None, seed: int = 0,
                    overrides: list[str] | None = None) -> dict:  # fmt: skip
 
     t0 = time.monotonic()
-    minutes = default_minutes() if minutes is None else minutes
+    fast = fast_bf16("cpu")
+    minutes = default_minutes(fast) if minutes is None else minutes
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cfgs = quickstart_configs(minutes, seed, overrides or [])
     console.rule(f"[bold]tgsr quickstart[/] - budget {minutes:.0f} min, output in {out}")
-    notice = slow_cpu_notice(minutes)
+    notice = slow_cpu_notice(minutes, fast)
     if notice:
         console.print(f"[yellow]{notice}[/]")
 
