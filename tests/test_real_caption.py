@@ -177,13 +177,18 @@ def test_real_caption_benchmark_end_to_end(tmp_path):
     bench = _load_benchmark()
     report = bench.main(["--data", str(data), "--out", str(out), "--minutes", "0.2",
                          "--hr-size", "32", "--unseen-captions", "2", "--batch-size", "4",
-                         "--curve-every", "2",
+                         "--curve-every", "2", "--lr-guard", "45",
                          "--set", "data.cache=false"])  # fmt: skip
     saved = json.loads((out / "results.json").read_text())
     assert saved["recipe"] == "recolour" and saved["scale"] == 8  # the default recipe
     assert "data.recolour=0.5" in saved["recipe_overrides"]
-    assert {"bicubic", "tgsr", "baseline"} <= set(saved["evaluation"])
+    assert {"bicubic", "tgsr", "tgsr_guard45", "baseline"} <= set(saved["evaluation"])
     cr = saved["caption_response"]
+    # the LR guard holds every output, unedited and edited, within 45 dB of its input
+    guarded = cr["caption0"]["tgsr_guard45"]
+    assert guarded["lr_psnr_original"] >= 45 and guarded["lr_psnr_edited"] >= 45
+    assert saved["evaluation"]["tgsr_guard45"]["lr_psnr"] >= 45
+    assert saved["acceptance_guarded"]["lr_psnr_edited"]["met"]
     # the two test birds are grey: grey -> red on caption 0, and on captions 1..2
     assert cr["caption0"]["num_edits"] == 2 and cr["unseen_captions"]["num_edits"] == 4
     assert cr["caption0"]["baseline"]["mean_change"] == 0.0  # no text, no response
@@ -196,6 +201,7 @@ def test_real_caption_benchmark_end_to_end(tmp_path):
                                          "lr_psnr_edited", "psnr_minus_baseline"}  # fmt: skip
     assert (out / "figures" / "edits.png").is_file()
     pipe = TGSRPipeline.from_pretrained(out / "model")
+    assert pipe.info.lr_guard == 45.0  # the exported model carries the guard it was scored with
     img = pipe(torch.rand(1, 3, 4, 4), "a small red bird", output_type="pt").images
     assert img.shape[-2:] == (32, 32)
     doc = tmp_path / "doc.md"
@@ -205,8 +211,12 @@ def test_real_caption_benchmark_end_to_end(tmp_path):
     assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text
     assert "| caption0 | tgsr | 2 |" in text and "caption_response_levels" in text
     rescored = bench.main(["--rescore", str(out), "--out", str(tmp_path / "rs"),
-                           "--unseen-captions", "0"])  # fmt: skip
-    assert set(rescored["runs"]) == {"out/tgsr", "out/baseline"}
+                           "--unseen-captions", "0", "--lr-guard", "40", "45"])  # fmt: skip
+    assert set(rescored["runs"]) == {"out/tgsr", "out/tgsr+guard40", "out/tgsr+guard45",
+                                     "out/baseline"}  # fmt: skip
+    assert rescored["runs"]["out/tgsr+guard45"]["caption0"]["mean_change"] == pytest.approx(
+        guarded["mean_change"], abs=1e-6
+    )
     tgsr_row = rescored["runs"]["out/tgsr"]
     assert tgsr_row["caption0"]["mean_change"] == pytest.approx(
         cr["caption0"]["tgsr"]["mean_change"], abs=1e-6

@@ -44,8 +44,12 @@ __all__ = [
 ]
 
 
-def export_pipeline(run_dir: str | Path, out_dir: str | Path, onnx: bool = False) -> Path:
-    """Write the pipeline folder of ``run_dir`` into ``out_dir`` (and its ONNX files)."""
+def export_pipeline(
+    run_dir: str | Path, out_dir: str | Path, onnx: bool = False, lr_guard: float | None = None
+) -> Path:
+    """Write the pipeline folder of ``run_dir`` into ``out_dir`` (and its ONNX files);
+    ``lr_guard`` (dB) goes into ``pipeline.json`` (:mod:`tgsr.lr_guard`; the ONNX graphs are
+    the bare networks and do not apply it)."""
     run, out = Path(run_dir), Path(out_dir)
     if out.exists() and out.resolve() == run.resolve():
         raise TGSRError("--out must differ from the run folder")
@@ -54,6 +58,10 @@ def export_pipeline(run_dir: str | Path, out_dir: str | Path, onnx: bool = False
     if out.is_dir() and any(out.iterdir()) and not (out / PIPELINE_NAME).is_file():
         raise TGSRError(f"{out} exists, is not empty and is not a pipeline folder")
     pipe = pipeline_from_run(run)
+    if lr_guard is not None:
+        if not lr_guard > 0:
+            raise TGSRError(f"lr_guard must be a positive number of dB, got {lr_guard}")
+        pipe.info.lr_guard = float(lr_guard)
     if (out / "onnx").is_dir():
         shutil.rmtree(out / "onnx")
     pipe.save_pretrained(out)

@@ -33,6 +33,8 @@ tiled output equals the untiled one (coordinate channels included: each tile get
 image). ``dtype="auto"`` (the default) runs the generator in bf16 where that is faster (GPUs with
 bf16, CPUs with AMX / AVX-512-BF16) and in float32 elsewhere. ``compile=True`` runs it through
 ``torch.compile`` (:mod:`tgsr.compiled`; eager, with a logged warning, where that fails).
+``lr_guard=DB`` (or ``pipeline.json``'s ``lr_guard``) keeps every output within ``DB`` dB of its
+input (:mod:`tgsr.lr_guard`).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from tgsr.data.degradations import imresize
 from tgsr.data.images import _to_rgb
 from tgsr.device import fast_bf16
 from tgsr.errors import BadInputError, ModelFormatError, TGSRError
+from tgsr.lr_guard import lr_guard as apply_lr_guard
 from tgsr.models.serialization import (
     load_generator,
     load_text_encoder,
@@ -136,6 +139,8 @@ class PipelineInfo:
     tile: int | None = None  # tile side (LR px) for large inputs; None: planned per input
     tile_overlap: int | None = None  # None: twice the receptive-field radius
     name: str = "tgsr"
+    # keep outputs within this many dB of the LR input (tgsr.lr_guard); None: off
+    lr_guard: float | None = None
     source: str | None = None  # the run folder it was exported from
     tgsr_version: str | None = None
 
@@ -173,6 +178,11 @@ class PipelineInfo:
                 raise ModelFormatError(f"{path}: {key} must be an integer, got {payload[key]!r}")
         if not isinstance(payload.get("use_text", True), bool):
             raise ModelFormatError(f"{path}: use_text must be true or false")
+        guard = payload.get("lr_guard")
+        if guard is not None and (
+            isinstance(guard, bool) or not isinstance(guard, (int, float)) or not guard > 0
+        ):
+            raise ModelFormatError(f"{path}: lr_guard must be a positive number of dB or null")
         return cls(**payload)
 
 
@@ -187,6 +197,8 @@ class TGSROutput:
     attention: list[torch.Tensor] | None = None  # per image (n_words, H', W') float CPU, or None
     warnings: list[str] = field(default_factory=list)
     tiled: bool = False
+    # per image, how far the LR guard pulled the output toward its input (0: not at all)
+    lr_guard_alpha: torch.Tensor | None = None
 
     @property
     def image(self):
@@ -504,6 +516,7 @@ class TGSRPipeline:
         max_memory: int | str | None = None,
         output_type: OutputType = "pil",
         progress=None,
+        lr_guard: float | None = None,
     ) -> TGSROutput:
         """Upscale ``image`` guided by ``text``.
 
@@ -522,9 +535,19 @@ class TGSRPipeline:
                 call as far as it allows.
             output_type: ``"pil"`` (default), ``"np"`` (uint8 arrays) or ``"pt"``.
             progress: optional ``progress(done, total)`` callback per batch of tiles.
+            lr_guard: keep every output within this many dB (LR-PSNR) of its input
+                (:func:`tgsr.lr_guard.lr_guard`; ``TGSROutput.lr_guard_alpha`` says how far each
+                was pulled). Default: ``pipeline.json``'s ``lr_guard`` (none unless the folder
+                sets one); ``0``: off.
         """
         if output_type not in ("pil", "np", "pt"):
             raise TGSRError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
+        if lr_guard is not None and (
+            isinstance(lr_guard, bool)
+            or not isinstance(lr_guard, (int, float))
+            or not 0 <= lr_guard < float("inf")
+        ):
+            raise BadInputError(f"lr_guard must be a number of dB >= 0 (0: off), got {lr_guard!r}")
         lq = to_batch(image)
         b, _, h, w = lq.shape
         if h < 1 or w < 1:
@@ -538,6 +561,7 @@ class TGSRPipeline:
         feats, words, unknown, notes = self.encode_text(captions)  # once per image, not per tile
         for note in notes:
             warnings.warn(note, CaptionWarning, stacklevel=2)
+        lq_in = lq  # float32 on the CPU, for the LR guard
         lq = lq.to(self.device, self.dtype)
         text_args = {}
         if feats is not None:
@@ -582,6 +606,12 @@ class TGSRPipeline:
         sr, attn = result if want_attn else (result, None)
         if sr.shape[-2:] != (h * self.scale, w * self.scale):  # pragma: no cover - model bug
             raise TGSRError(f"model returned {tuple(sr.shape[-2:])} for a {h}x{w} input")
+        guard = self.info.lr_guard if lr_guard is None else lr_guard
+        alpha = None
+        if guard:
+            sr = sr.float() / 255 if sr.dtype == torch.uint8 else sr.float().cpu()
+            sr, alpha = apply_lr_guard(sr, lq_in.float().cpu(), self.scale, float(guard),
+                                       self.info.degradation)  # fmt: skip
         attention = None
         if want_attn:
             attention = [attn[i, : len(words[i])].float().cpu() for i in range(b)]
@@ -593,6 +623,7 @@ class TGSRPipeline:
             attention=attention,
             warnings=notes,
             tiled=plan is not None,
+            lr_guard_alpha=alpha,
         )
 
     def bicubic(self, image, output_type: OutputType = "pil"):

@@ -172,6 +172,13 @@ def upscale(
         help="auto (bf16 on GPUs with bf16 and CPUs with AMX/AVX-512-BF16, else float32), "
         "float32 or bf16.",
     ),
+    lr_guard: float = typer.Option(
+        None,
+        "--lr-guard",
+        help="Keep every output within this many dB (LR-PSNR) of its input, pulling it toward "
+        "its back-projection only as far as needed (default: the model folder's lr_guard, "
+        "usually none; 0: off).",
+    ),
     compile_: bool = typer.Option(
         False,
         "--compile",
@@ -186,6 +193,8 @@ def upscale(
     console = Console(stderr=True, soft_wrap=True)
     if tile is not None and tile < 0:
         raise TGSRError("--tile must be >= 0")
+    if lr_guard is not None and not 0 <= lr_guard < float("inf"):
+        raise TGSRError("--lr-guard must be a number of dB >= 0 (0: off)")
     try:
         budget = parse_memory(max_memory)
     except ValueError as exc:
@@ -258,6 +267,7 @@ def upscale(
                         max_memory=budget,
                         output_type="np",
                         progress=on_tile,
+                        lr_guard=lr_guard,
                     )
                 for note in result.warnings:
                     console.print(f"[yellow]warning:[/] {job.image.name}: {note}")
@@ -267,6 +277,8 @@ def upscale(
                 written += 1
                 entry = {"input": str(job.image), "caption": caption, "output": name,
                          "unknown_words": result.unknown_words[0], "tiled": result.tiled}  # fmt: skip
+                if result.lr_guard_alpha is not None:
+                    entry["lr_guard_alpha"] = round(float(result.lr_guard_alpha[0]), 4)
                 if save_attention and result.attention is not None:
                     entry["attention"] = _save_attention(
                         out, Path(name).stem, sr, result.words[0], result.attention[0]
@@ -306,11 +318,17 @@ def export(
     run_dir: Path = typer.Argument(..., help="Training run folder (written by `tgsr train`)."),
     out: Path = typer.Option(..., "--out", "-o", help="Pipeline folder to write."),
     onnx: bool = typer.Option(False, "--onnx", help="Also export generator + text encoder ONNX."),
+    lr_guard: float = typer.Option(
+        None,
+        "--lr-guard",
+        help="Write this LR guard (dB) into pipeline.json: the folder's outputs then stay "
+        "within it of their inputs unless a call says otherwise (see tgsr upscale --lr-guard).",
+    ),
 ) -> None:
     """Export a run as a pipeline folder (drops optimizer, discriminator, image encoder)."""
     from tgsr.export import export_pipeline
 
-    export_pipeline(run_dir, out, onnx=onnx)
+    export_pipeline(run_dir, out, onnx=onnx, lr_guard=lr_guard)
     typer.echo(f"wrote the pipeline folder {out}")
     if onnx:
         typer.echo(f"wrote ONNX files in {out / 'onnx'}")
