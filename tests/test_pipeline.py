@@ -25,7 +25,9 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pipe(model_dir):
-    return TGSRPipeline.from_pretrained(model_dir)
+    # float32 on every machine: these tests compare with the float32 generator (dtype="auto"
+    # would pick bf16 on a CPU with AMX / AVX-512-BF16; the bf16 path: tests/test_dtype.py)
+    return TGSRPipeline.from_pretrained(model_dir, dtype="float32")
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +43,7 @@ def test_round_trip_and_output_size(pipe, image, tmp_path):
     out = pipe(image, CAPTION)
     assert out.image.size == (14 * 4, 10 * 4)  # PIL: (W, H)
     pipe.save_pretrained(tmp_path / "copy")
-    again = TGSRPipeline.from_pretrained(tmp_path / "copy")
+    again = TGSRPipeline.from_pretrained(tmp_path / "copy", dtype="float32")
     assert np.array_equal(_arr(again(image, CAPTION).image), _arr(out.image))
     info = json.loads((tmp_path / "copy" / "pipeline.json").read_text())
     assert info["format_version"] == 1 and info["scale"] == 4 and info["use_text"] is True
@@ -147,7 +149,7 @@ def test_no_text_model_ignores_text(tmp_path, image):
 
 def test_run_folder_loads_directly(tmp_path, image, pipe):
     run = make_run_dir(tmp_path / "run", scale=4)
-    direct = TGSRPipeline.from_pretrained(run)
+    direct = TGSRPipeline.from_pretrained(run, dtype="float32")
     assert np.array_equal(_arr(direct(image, CAPTION).image), _arr(pipe(image, CAPTION).image))
 
 
