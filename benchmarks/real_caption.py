@@ -69,6 +69,9 @@ RECIPES: dict[str, list[str]] = {
     # half the samples recoloured: a colour word swapped, the target moved toward the new colour
     # as far as the LR allows (tgsr.data.recolour), those pixels weighing 8x in the pixel losses
     "recolour": ["data.recolour=0.5", "data.recolour_loss_weight=8"],
+    # the same, the recoloured pixels weighing 16x: a larger response, a larger LR error (use
+    # with --lr-guard 40; docs/real_data.md)
+    "recolour_w16": ["data.recolour=0.5", "data.recolour_loss_weight=16"],
     "recolour_drop": [
         "data.recolour=0.5",
         "data.recolour_loss_weight=8",

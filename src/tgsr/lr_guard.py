@@ -25,9 +25,10 @@ import math
 
 import torch
 
-from tgsr.data.degradations import Method, degrade, imresize, quantize
+from tgsr.data.degradations import Method, degrade, imresize
+from tgsr.evaluation.metrics import lr_psnr
 
-__all__ = ["back_project", "lr_guard", "lr_psnr_float"]
+__all__ = ["back_project", "lr_guard"]
 
 
 def back_project(
@@ -46,24 +47,10 @@ def back_project(
     x = sr.float()
     lq = lq.float()
     for done in range(max_rounds if until is not None else rounds):
-        if (
-            until is not None
-            and done
-            and bool((lr_psnr_float(x, lq, scale, method) >= until).all())
-        ):
+        if until is not None and done and bool((lr_psnr(x, lq, scale, method) >= until).all()):
             break
         x = (x + imresize(lq - degrade(x, scale, method), scale, method=method)).clamp(0, 1)
     return x
-
-
-def lr_psnr_float(
-    sr: torch.Tensor, lq: torch.Tensor, scale: int, method: Method = "bicubic"
-) -> torch.Tensor:
-    """The LR-PSNR ``(B,)`` of the 8-bit ``sr`` against the 8-bit ``lq`` (as
-    :func:`tgsr.evaluation.metrics.lr_psnr`, in float32)."""
-    down = quantize(degrade(quantize(sr.float()), scale, method))
-    mse = (down - quantize(lq.float())).pow(2).flatten(1).mean(1)
-    return 10 * torch.log10(1.0 / mse.clamp_min(1e-12))
 
 
 def lr_guard(
@@ -86,7 +73,7 @@ def lr_guard(
         raise ValueError(f"lr_guard: min_psnr must be a positive number of dB, got {min_psnr}")
     sr = sr.float().clamp(0, 1)
     lq = lq.float()
-    before = lr_psnr_float(sr, lq, scale, method)
+    before = lr_psnr(sr, lq, scale, method)
     alpha = torch.zeros(sr.shape[0])
     todo = (before < min_psnr).nonzero().flatten().tolist()
     if not todo:
@@ -106,7 +93,7 @@ def _smallest_alpha(x, y, delta, scale, min_psnr, method, before: float, steps: 
     ``y``; 1 where none is."""
 
     def ok(a: float) -> bool:
-        return float(lr_psnr_float(x + a * delta, y, scale, method)) >= min_psnr
+        return float(lr_psnr(x + a * delta, y, scale, method)) >= min_psnr
 
     # the LR error shrinks about linearly in α: start from that estimate, then bisect [lo, hi]
     guess = min(1.0, max(0.0, 1.0 - 10 ** (-(min_psnr - before) / 20)))
