@@ -609,7 +609,7 @@ class TGSRPipeline:
         guard = self.info.lr_guard if lr_guard is None else lr_guard
         alpha = None
         if guard:
-            sr = sr.float() / 255 if sr.dtype == torch.uint8 else sr.float().cpu()
+            sr = (sr.float() / 255 if sr.dtype == torch.uint8 else sr.float()).cpu()
             sr, alpha = apply_lr_guard(sr, lq_in.float().cpu(), self.scale, float(guard),
                                        self.info.degradation)  # fmt: skip
         attention = None
