@@ -12,7 +12,7 @@ from helpers_pipeline import make_pipeline_dir, natural_image
 from tgsr.data.degradations import degrade, image_to_tensor
 from tgsr.errors import BadInputError, ModelFormatError
 from tgsr.evaluation.metrics import lr_psnr
-from tgsr.lr_guard import back_project, lr_guard
+from tgsr.lr_guard import back_project, check_guard_db, lr_guard
 from tgsr.pipeline import TGSRPipeline
 
 
@@ -72,6 +72,20 @@ def test_guard_validates_its_arguments():
         lr_guard(sr, lq, 8, float("nan"))
     with pytest.raises(ValueError, match="batches"):
         lr_guard(sr[0], lq[0], 8, 40.0)
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan"), float("inf"), True, "40", [40]])
+def test_one_rule_checks_every_guard_bound(bad):
+    # the pipeline call, pipeline.json, the export and the CLI all use check_guard_db
+    assert check_guard_db(None, zero_is_off=False) is None
+    assert check_guard_db(40, zero_is_off=False) == 40.0
+    assert isinstance(check_guard_db(40, zero_is_off=False), float)
+    assert check_guard_db(0, zero_is_off=True) == 0.0
+    with pytest.raises(ValueError, match="positive number of dB, got 0"):
+        check_guard_db(0, zero_is_off=False)
+    for zero_is_off in (False, True):
+        with pytest.raises(ValueError, match="--lr-guard must be"):
+            check_guard_db(bad, zero_is_off=zero_is_off, name="--lr-guard")
 
 
 @pytest.fixture(scope="module")

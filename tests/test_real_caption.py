@@ -180,8 +180,8 @@ def test_real_caption_benchmark_end_to_end(tmp_path):
                          "--curve-every", "2", "--lr-guard", "45",
                          "--set", "data.cache=false"])  # fmt: skip
     saved = json.loads((out / "results.json").read_text())
-    assert saved["recipe"] == "recolour" and saved["scale"] == 8  # the default recipe
-    assert "data.recolour=0.5" in saved["recipe_overrides"]
+    assert saved["recipe"] == "recolour_w16" and saved["scale"] == 8  # the default recipe
+    assert "data.recolour_loss_weight=16" in saved["recipe_overrides"]
     assert {"bicubic", "tgsr", "tgsr_guard45", "baseline"} <= set(saved["evaluation"])
     cr = saved["caption_response"]
     # the LR guard holds every output, unedited and edited, within 45 dB of its input
@@ -221,6 +221,16 @@ def test_real_caption_benchmark_end_to_end(tmp_path):
     assert tgsr_row["caption0"]["mean_change"] == pytest.approx(
         cr["caption0"]["tgsr"]["mean_change"], abs=1e-6
     )
+
+
+def test_a_training_run_is_guarded_at_40_db_unless_told_otherwise():
+    bench = _load_benchmark()
+    assert bench.training_guard(bench.parse_args([])) == 40.0
+    assert bench.training_guard(bench.parse_args(["--lr-guard", "38.5"])) == 38.5
+    assert bench.training_guard(bench.parse_args(["--lr-guard", "0"])) is None  # off
+    for bad in (["-1"], ["nan"], ["40", "45"]):
+        with pytest.raises(SystemExit, match="--lr-guard"):
+            bench.training_guard(bench.parse_args(["--lr-guard", *bad]))
 
 
 def test_environment_names_the_machine_and_versions():

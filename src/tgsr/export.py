@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from tgsr.errors import TGSRError
+from tgsr.lr_guard import check_guard_db
 from tgsr.pipeline import PIPELINE_NAME, TGSRPipeline, pipeline_from_run
 
 # onnx is an optional dependency (``tgsr[onnx]``): imported by export_onnx only
@@ -59,9 +60,10 @@ def export_pipeline(
         raise TGSRError(f"{out} exists, is not empty and is not a pipeline folder")
     pipe = pipeline_from_run(run)
     if lr_guard is not None:
-        if not lr_guard > 0:
-            raise TGSRError(f"lr_guard must be a positive number of dB, got {lr_guard}")
-        pipe.info.lr_guard = float(lr_guard)
+        try:
+            pipe.info.lr_guard = check_guard_db(lr_guard, zero_is_off=False)
+        except ValueError as exc:
+            raise TGSRError(str(exc)) from None
     if (out / "onnx").is_dir():
         shutil.rmtree(out / "onnx")
     pipe.save_pretrained(out)

@@ -28,7 +28,21 @@ import torch
 from tgsr.data.degradations import Method, degrade, imresize
 from tgsr.evaluation.metrics import lr_psnr
 
-__all__ = ["back_project", "lr_guard"]
+__all__ = ["back_project", "check_guard_db", "lr_guard"]
+
+
+def check_guard_db(value: object, *, zero_is_off: bool, name: str = "lr_guard") -> float | None:
+    """``value`` checked as a guard bound: ``None`` (not given) stays ``None``, else a finite
+    number of dB > 0 (or ``0``, meaning off, where ``zero_is_off``) returned as a float.
+    Raises ``ValueError`` with a one-line message naming ``name``; the pipeline, its
+    ``pipeline.json``, the export and the CLI all check with this one rule."""
+    if value is None:
+        return None
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    if ok and (value > 0 or (zero_is_off and value == 0)):
+        return float(value)
+    need = "a number of dB >= 0 (0: off)" if zero_is_off else "a positive number of dB"
+    raise ValueError(f"{name} must be {need}, got {value!r}")
 
 
 def back_project(
@@ -69,8 +83,7 @@ def lr_guard(
     if sr.dim() != 4 or lq.dim() != 4 or sr.shape[0] != lq.shape[0]:
         raise ValueError(f"lr_guard expects (B, 3, H, W) batches, got {tuple(sr.shape)} and "
                          f"{tuple(lq.shape)}")  # fmt: skip
-    if not math.isfinite(min_psnr) or min_psnr <= 0:
-        raise ValueError(f"lr_guard: min_psnr must be a positive number of dB, got {min_psnr}")
+    min_psnr = check_guard_db(min_psnr, zero_is_off=False, name="lr_guard: min_psnr")
     sr = sr.float().clamp(0, 1)
     lq = lq.float()
     before = lr_psnr(sr, lq, scale, method)

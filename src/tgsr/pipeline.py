@@ -56,6 +56,7 @@ from tgsr.data.degradations import imresize
 from tgsr.data.images import _to_rgb
 from tgsr.device import fast_bf16
 from tgsr.errors import BadInputError, ModelFormatError, TGSRError
+from tgsr.lr_guard import check_guard_db
 from tgsr.lr_guard import lr_guard as apply_lr_guard
 from tgsr.models.serialization import (
     load_generator,
@@ -178,11 +179,10 @@ class PipelineInfo:
                 raise ModelFormatError(f"{path}: {key} must be an integer, got {payload[key]!r}")
         if not isinstance(payload.get("use_text", True), bool):
             raise ModelFormatError(f"{path}: use_text must be true or false")
-        guard = payload.get("lr_guard")
-        if guard is not None and (
-            isinstance(guard, bool) or not isinstance(guard, (int, float)) or not guard > 0
-        ):
-            raise ModelFormatError(f"{path}: lr_guard must be a positive number of dB or null")
+        try:
+            check_guard_db(payload.get("lr_guard"), zero_is_off=False)
+        except ValueError as exc:
+            raise ModelFormatError(f"{path}: {exc} (or null)") from None
         return cls(**payload)
 
 
@@ -542,12 +542,10 @@ class TGSRPipeline:
         """
         if output_type not in ("pil", "np", "pt"):
             raise TGSRError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
-        if lr_guard is not None and (
-            isinstance(lr_guard, bool)
-            or not isinstance(lr_guard, (int, float))
-            or not 0 <= lr_guard < float("inf")
-        ):
-            raise BadInputError(f"lr_guard must be a number of dB >= 0 (0: off), got {lr_guard!r}")
+        try:
+            lr_guard = check_guard_db(lr_guard, zero_is_off=True)
+        except ValueError as exc:
+            raise BadInputError(str(exc)) from None
         lq = to_batch(image)
         b, _, h, w = lq.shape
         if h < 1 or w < 1:

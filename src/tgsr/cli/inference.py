@@ -187,14 +187,17 @@ def upscale(
     ),
 ) -> None:
     """Upscale images with a caption (editable SR: several --text values, one output each)."""
+    from tgsr.lr_guard import check_guard_db
     from tgsr.pipeline import CaptionWarning, TGSRPipeline
     from tgsr.tiling import parse_memory
 
     console = Console(stderr=True, soft_wrap=True)
     if tile is not None and tile < 0:
         raise TGSRError("--tile must be >= 0")
-    if lr_guard is not None and not 0 <= lr_guard < float("inf"):
-        raise TGSRError("--lr-guard must be a number of dB >= 0 (0: off)")
+    try:
+        check_guard_db(lr_guard, zero_is_off=True, name="--lr-guard")
+    except ValueError as exc:
+        raise TGSRError(str(exc)) from None
     try:
         budget = parse_memory(max_memory)
     except ValueError as exc:
