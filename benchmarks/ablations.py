@@ -270,14 +270,29 @@ def _mean_spread(values: list[float], digits: int) -> str:
     return f"{mean:.{digits}f} ± {half:.{digits}f}"
 
 
-def report(paths: list[str]) -> str:
+def _config_key(preset, overrides, fallback=None) -> tuple:
+    """What identifies a row across sweeps: its preset and overrides (order-free)."""
+    if preset is None or overrides is None:
+        return ("name", *fallback)
+    return (preset, *sorted(overrides))
+
+
+def report(paths: list[str], suite: str | None = None) -> str:
     """Markdown tables from result lines: learning curves (pattern accuracy 1-obj / 2-obj and
     edit success of the EMA generator at fixed steps, per seed) and the final evaluation
-    (mean ± half the range over seeds)."""
+    (mean ± half the range over seeds). A row is its config (preset + overrides): lines of the
+    same config from different sweeps are one row, named as first seen; with ``suite``, only the
+    rows of ``SUITES[suite]``, under their names there."""
     lines = [json.loads(x) for path in paths for x in Path(path).read_text().splitlines() if x]
+    wanted = {_config_key(p, o): (suite, n) for n, (p, o) in SUITES[suite].items()} if suite else {}
+    named: dict[tuple, tuple] = {}  # config -> (suite, name) of the row
     runs: dict[tuple, dict] = {}
     for x in lines:
-        run = runs.setdefault((x["suite"], x["name"]), {"seeds": {}, "meta": x})
+        config = _config_key(x.get("preset"), x.get("overrides"), (x["suite"], x["name"]))
+        if suite and config not in wanted:
+            continue
+        key = named.setdefault(config, wanted.get(config, (x["suite"], x["name"])))
+        run = runs.setdefault(key, {"seeds": {}, "meta": x})
         run["seeds"].setdefault(x["seed"], []).append(x)
     out = ["| suite / row | seed | take-off | " + " | ".join(f"@{s}" for s in CURVE_STEPS)
            + " | last (step) |", "|---|---:|---:|" + "---|" * (len(CURVE_STEPS) + 1)]  # fmt: skip
@@ -343,7 +358,11 @@ def report(paths: list[str]) -> str:
 
 def main() -> None:
     if sys.argv[1:2] == ["--report"]:
-        print(report(sys.argv[2:]))
+        r = argparse.ArgumentParser(prog="ablations.py --report")
+        r.add_argument("paths", nargs="+", help="JSON lines files of earlier sweeps")
+        r.add_argument("--suite", choices=sorted(SUITES), help="only this suite's rows")
+        ra = r.parse_args(sys.argv[2:])
+        print(report(ra.paths, ra.suite))
         return
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--suite", default="four_loss", choices=sorted(SUITES))

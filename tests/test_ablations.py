@@ -75,3 +75,41 @@ def test_preset_builds_and_steps(name):
     g_loss.backward()
     assert all(p.grad is not None for p in gen.parameters())  # no unused parameters (DDP)
     g_opt.step()
+
+
+def _ablations_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "ablations.py"
+    spec = importlib.util.spec_from_file_location("ablations_bench", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_report_merges_a_config_across_sweeps_and_averages_its_seeds(tmp_path):
+    import json
+
+    bench = _ablations_script()
+    preset, overrides = bench.SUITES["table2"]["quickstart"]
+
+    def final(suite, name, seed, acc, over=overrides):
+        return {"suite": suite, "name": name, "seed": seed, "preset": preset,
+                "overrides": list(over), "step": 1000 + seed, "final": True,
+                "pattern_1obj": acc, "pattern_2obj": acc, "edit": acc,
+                "eval": {"pattern_accuracy_two_objects": acc, "psnr": 30.0 + seed}}  # fmt: skip
+
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text(json.dumps(final("table2", "quickstart", 1, 0.8)) + "\n")
+    # the same config under another sweep's name, and a row the table2 suite does not have
+    b.write_text(json.dumps(final("four_loss", "quickstart", 0, 0.6)) + "\n"
+                 + json.dumps(final("four_loss", "other", 0, 0.1, ["loss.tic=9"])) + "\n")  # fmt: skip
+    text = bench.report([str(a), str(b)], "table2")
+    rows = [r for r in text.splitlines() if r.startswith("| table2 / quickstart | 1,0 |")]
+    assert len(rows) == 1  # one row, both seeds
+    assert "0.700 ± 0.100" in rows[0] and "30.50 ± 0.50" in rows[0]
+    assert "other" not in text and "four_loss" not in text
+    unfiltered = bench.report([str(b), str(a)])
+    assert "| four_loss / quickstart | 0,1 |" in unfiltered  # named as first seen
+    assert "| four_loss / other | 0 |" in unfiltered
