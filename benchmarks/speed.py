@@ -758,6 +758,35 @@ def section_tiled(args, device, deadline: Deadline, quick: bool) -> dict:
     return {"rows": rows}
 
 
+def section_guard(args, device, deadline: Deadline, quick: bool) -> dict:
+    """The LR guard's cost after the generator (``tgsr.lr_guard.lr_guard``, float32 on the CPU
+    as the pipeline runs it) on one ×8 output of a ``256``² input (2048²): an output already
+    within 40 dB of its input (checked only) and one 0.03 off in every pixel (≈ 30 dB: pulled,
+    back-projection and bisection). The median of ``--repeats`` calls each."""
+    from tgsr.data.degradations import imresize
+    from tgsr.evaluation.metrics import lr_psnr
+    from tgsr.lr_guard import back_project, lr_guard
+
+    lq_size, scale, bound = (32 if quick else 256), 8, 40.0
+    gen = torch.Generator().manual_seed(0)
+    lq = imresize(torch.rand(1, 3, lq_size // 8, lq_size // 8, generator=gen), 8).clamp(0, 1)
+    within = back_project(imresize(lq, scale).clamp(0, 1), lq, scale, until=50.0)
+    rows = []
+    for case, sr in (("within", within), ("strayed", (within + 0.03).clamp(0, 1))):
+        times = []
+        for _ in range(max(1, args.repeats)):
+            if deadline.left() <= 0 and times:
+                break
+            t0 = time.perf_counter()
+            out, alpha = lr_guard(sr, lq, scale, bound)
+            times.append(time.perf_counter() - t0)
+        rows.append({"case": case, "output": list(out.shape[-2:]), "bound_db": bound,
+                     "lr_psnr_before": float(lr_psnr(sr, lq, scale)),
+                     "lr_psnr_after": float(lr_psnr(out, lq, scale)), "alpha": float(alpha[0]),
+                     "median_seconds": statistics.median(times), "runs": len(times)})  # fmt: skip
+    return {"rows": rows, "threads": torch.get_num_threads()}
+
+
 def section_onnx(args, device, deadline: Deadline, quick: bool) -> dict:
     """ONNX Runtime (CPU, float32) latency of the paper ×8 generator at 256² output."""
     import tempfile
@@ -859,15 +888,16 @@ SECTIONS = {
     "presets": section_presets,
     "onnx": section_onnx,
     "tiled": section_tiled,
+    "guard": section_guard,
     "loader": section_loader,
     "tiled_one": lambda a, d, dl, q: tiled_once(a.preset, a.lq),
 }
 # share of the budget per section
 SHARES = {"peak": 0.06, "infer": 0.32, "profile": 0.04, "compile": 0.38, "train": 0.2,
-          "presets": 0.2, "onnx": 0.08, "tiled": 0.3, "loader": 0.05, "tiled_one": 1.0}  # fmt: skip
+          "presets": 0.2, "onnx": 0.08, "tiled": 0.3, "guard": 0.03, "loader": 0.05, "tiled_one": 1.0}  # fmt: skip
 DEFAULT_SECTIONS = {
     "cuda": "peak,infer,profile,compile,train",
-    "cpu": "peak,infer,presets,onnx,tiled,train,loader,profile,compile",
+    "cpu": "peak,infer,presets,onnx,tiled,guard,train,loader,profile,compile",
 }
 
 
@@ -904,6 +934,10 @@ def summarise(result: dict) -> dict:
                 "median_peak_rss_mb": row["median_peak_rss_mb"],
                 "flops_overhead": ok[0]["flops_overhead"], "dtype": ok[0]["dtype"],
             }  # fmt: skip
+    for row in result.get("guard", {}).get("rows", []):
+        out[f"lr_guard_{row['output'][0]}_{row['case']}"] = {
+            "median_seconds": row["median_seconds"]
+        }
     for row in result.get("train", {}).get("rows", []):
         if "images_per_s" in row:
             key = f"train_{row['preset']}_b{row['batch']}_{row['mixed_precision']}"

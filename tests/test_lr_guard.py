@@ -152,3 +152,20 @@ def test_export_writes_the_guard(pipe_dir, tmp_path, monkeypatch, capsys):
     code, _, err = tgsr(monkeypatch, capsys, "export", run, "--out", tmp_path / "m2",
                         "--lr-guard", "-1")  # fmt: skip
     assert code != 0 and "lr_guard" in err
+
+
+def test_speed_benchmark_times_the_guard_on_both_cases():
+    import argparse
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
+    spec = importlib.util.spec_from_file_location("speed_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.section_guard(argparse.Namespace(repeats=1), torch.device("cpu"),
+                                 bench.Deadline(60), quick=True)  # fmt: skip
+    rows = {r["case"]: r for r in result["rows"]}
+    assert rows["within"]["alpha"] == 0.0 and rows["within"]["lr_psnr_before"] >= 40
+    assert rows["strayed"]["lr_psnr_before"] < 35 < 40 <= rows["strayed"]["lr_psnr_after"] + 0.05
+    assert 0 < rows["strayed"]["alpha"] <= 1 and rows["strayed"]["output"] == [256, 256]
