@@ -81,7 +81,7 @@ RECIPES: dict[str, list[str]] = {
     ],
 }
 # the default: weight 16 through a 40 dB LR guard met issue 14's four targets on three seeds of
-# three on a 2-core AVX-512 CPU (docs/real_data.md); weight 8 unguarded on one of two
+# three on a 2-core AVX-512 CPU (docs/real_data.md); weight 8 unguarded on two runs of four
 DEFAULT_RECIPE = "recolour_w16"
 DEFAULT_GUARD = 40.0
 # shares of --minutes; the rest is loading, evaluation and export
