@@ -47,6 +47,53 @@ def test_shapes(arch, scale):
         assert torch.all(a[1, 3:] == 0)
 
 
+@pytest.mark.parametrize("arch, c2f", [("paper", True), ("paper", False), ("released", True)])
+def test_sr_only_gives_the_same_sr_and_maps(arch, c2f):
+    """``sr_only`` (what inference asks for) skips the image heads ``sr`` does not need; ``sr``
+    and the word maps are bit-identical to a full forward."""
+    flags = {"position_code": "coords+subpixel"} if arch == "paper" else {}
+    gen = _gen(8, arch, coarse_to_fine=c2f, **flags)
+    tokens, lengths = _text()
+    feats = _encoder().encode(tokens, lengths)
+    lq = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        full = gen(lq, feats.words, feats.sentence, feats.token_mask)
+        fast = gen(lq, feats.words, feats.sentence, feats.token_mask, sr_only=True)
+    assert torch.equal(full.sr, fast.sr)
+    assert len(full.attn) == len(fast.attn) == 3
+    assert all(torch.equal(a, b) for a, b in zip(full.attn, fast.attn, strict=True))
+    if arch == "paper":  # the heads it skipped: no coarse images, only the last fine one
+        assert fast.coarse == [] and len(fast.fine) == 1 and len(full.fine) == 3
+        assert fast.sr is fast.fine[-1]
+
+
+@pytest.mark.parametrize("fusion", ["concat", "concat_mul"])
+def test_eval_fuses_without_the_concatenation_and_agrees_with_training(fusion):
+    """In eval mode the paper stages convolve each part with its slice of the fuse weights
+    (no concatenated copy); the output equals the training path's up to float rounding."""
+    from tgsr.models.blocks import conv_of_cat
+
+    conv = torch.nn.Conv2d(12, 5, 3, 1, 1)
+    parts = [torch.randn(2, c, 7, 6) for c in (4, 4, 4)]
+    with torch.no_grad():
+        torch.testing.assert_close(
+            conv_of_cat(conv, parts), conv(torch.cat(parts, 1)), atol=1e-5, rtol=1e-5
+        )
+        with pytest.raises(ValueError, match="parts have 8 channels"):
+            conv_of_cat(conv, parts[:2])
+    gen = _gen(8, text_fusion=fusion, position_code="coords+subpixel")
+    tokens, lengths = _text()
+    feats = _encoder().encode(tokens, lengths)
+    lq = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        gen.train()
+        trained = gen(lq, feats.words, feats.sentence, feats.token_mask).sr
+        gen.eval()
+        served = gen(lq, feats.words, feats.sentence, feats.token_mask, sr_only=True).sr
+    assert not torch.equal(trained, served)  # the two paths do differ in the last bits ...
+    torch.testing.assert_close(served, trained, atol=1e-5, rtol=1e-5)  # ... and only there
+
+
 @pytest.mark.parametrize("arch", ["paper", "released"])
 def test_flags_off_build_nothing(arch):
     gen = (

@@ -95,7 +95,7 @@ class _GeneratorGraph(nn.Module):
         self.generator = generator
 
     def forward(self, lq, words=None, token_mask=None):
-        out = self.generator(lq, words, None, token_mask)
+        out = self.generator(lq, words, None, token_mask, sr_only=True)
         if self.generator.use_text:
             return out.sr, out.attn[-1]
         return out.sr

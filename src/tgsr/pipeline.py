@@ -577,7 +577,7 @@ class TGSRPipeline:
             args = {n: v.repeat(k, *([1] * (v.dim() - 1))) for n, v in text_args.items()}
             if frame is not None:  # a tile: coordinate channels of the whole image
                 args["coord_frame"] = frame
-            out = self._forward(x, **args)
+            out = self._forward(x, **args, sr_only=True)
             if not want_attn:
                 return out.sr
             return out.sr, out.attn[-1][:, :n_words]  # (B, n_words, h_k, w_k)

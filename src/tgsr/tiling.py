@@ -371,7 +371,7 @@ def activation_bytes(generator: torch.nn.Module) -> tuple[float, float]:
                 args = _probe_inputs(twin, size, 1, "cpu", torch.float32, 8)
                 counter = _LiveBytes()
                 with torch.inference_mode(), counter:
-                    out = twin(*args)
+                    out = twin(*args, sr_only=True)  # as inference runs it
                     del out
                 peaks.append(counter.peak / (size * twin.scale) ** 2)
         b = (peaks[1] - peaks[0]) / 4

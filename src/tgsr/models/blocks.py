@@ -26,6 +26,25 @@ def conv3(in_ch: int, out_ch: int, bias: bool = True) -> nn.Conv2d:
     return nn.Conv2d(in_ch, out_ch, 3, 1, 1, bias=bias)
 
 
+def conv_of_cat(conv: nn.Conv2d, parts: list[torch.Tensor]) -> torch.Tensor:
+    """``conv(torch.cat(parts, 1))`` without the concatenated copy: one convolution per part
+    with its slice of the weights, summed in place (equal up to rounding). At inference the
+    copy is the widest tensor of a stage (128-192 channels at the output size): skipping it
+    lowers the peak memory and the time of a x8 forward."""
+    if len(parts) == 1:
+        return conv(parts[0])
+    out, start = None, 0
+    for part in parts:
+        stop = start + part.shape[1]
+        bias = conv.bias if out is None else None
+        y = F.conv2d(part, conv.weight[:, start:stop], bias, conv.stride, conv.padding)
+        out = y if out is None else out.add_(y)
+        start = stop
+    if start != conv.in_channels:
+        raise ValueError(f"parts have {start} channels, the conv takes {conv.in_channels}")
+    return out
+
+
 def deconv_x2(in_ch: int, out_ch: int) -> nn.ConvTranspose2d:
     """6×6 transposed conv, stride 2, padding 2: exactly ×2 ((h-1)*2 - 4 + 6 = 2h)."""
     return nn.ConvTranspose2d(in_ch, out_ch, 6, 2, 2)

@@ -27,6 +27,7 @@ from tgsr.models.attention import TextAttention
 from tgsr.models.blocks import (
     ResidualBlock,
     conv3,
+    conv_of_cat,
     deconv_x2,
     image_head,
     make_activation,
@@ -47,6 +48,15 @@ def _position(cfg: GeneratorConfig, stage: int) -> nn.Conv2d | None:
 def _add_position(pos: nn.Conv2d | None, f: torch.Tensor, factor: int) -> torch.Tensor:
     """f + the projected sub-pixel phase code (``position_code`` "...subpixel"), else f."""
     return f if pos is None else f + pos(subpixel_channels(f, factor))
+
+
+def _fuse(fuse: nn.Sequential, parts: list[torch.Tensor], training: bool) -> torch.Tensor:
+    """``fuse`` (conv3 + act) on the concatenation of ``parts``. In eval mode without the
+    concatenated copy (:func:`~tgsr.models.blocks.conv_of_cat`: less memory and time at
+    inference); training keeps the single convolution (its numbers are the measured ones)."""
+    if training:
+        return fuse(torch.cat(parts, 1))
+    return fuse[1](conv_of_cat(fuse[0], parts))
 
 
 class GlobalStage(nn.Module):
@@ -72,7 +82,7 @@ class GlobalStage(nn.Module):
         if self.tam is None:  # (a cat of one tensor: the same copy the layout has always made)
             return self.fuse(torch.cat([f], 1)), []
         attended, attn = self.tam(f, words, token_mask)  # F_attn_k, Eq. 2
-        return self.fuse(torch.cat(fuse_text(f, attended, self.text_fusion), 1)), [attn]
+        return _fuse(self.fuse, fuse_text(f, attended, self.text_fusion), self.training), [attn]
 
 
 class RefineStage(nn.Module):
@@ -89,7 +99,7 @@ class RefineStage(nn.Module):
 
     def forward(self, r: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         up = _add_position(self.pos, self.up(r), self.factor)
-        return self.fuse(torch.cat([up, g], 1))
+        return _fuse(self.fuse, [up, g], self.training)
 
 
 class PaperGenerator(GeneratorBase):
@@ -120,24 +130,32 @@ class PaperGenerator(GeneratorBase):
         sentence: torch.Tensor | None = None,
         token_mask: torch.Tensor | None = None,
         coord_frame: torch.Tensor | tuple[int, int, int, int] | None = None,
+        sr_only: bool = False,
     ) -> GeneratorOutput:
         """lq (B, 3, h, w) in [0, 1]; words (B, D, T), token_mask (B, T) True = padding.
         ``sentence`` is not used (one call signature for every generator); without
         ``use_text`` every text argument is ignored. ``coord_frame``: where ``lq`` lies in the
         whole LR image, ``(y0, x0, H, W)`` or ``(B, 4)`` (tiles; used by ``position_code``
-        "coords...", ignored otherwise; None: ``lq`` is the whole image)."""
+        "coords...", ignored otherwise; None: ``lq`` is the whole image). ``sr_only``
+        (inference): only the image heads that ``sr`` needs run, so ``coarse`` is empty and
+        ``fine`` is ``[sr]`` (``sr`` and ``attn`` are the same as without it)."""
         words = self.condition(words, token_mask)
         g = self.head(self.add_coords(lq, coord_frame))
         feats, coarse, attn = [], [], []  # G_k, coarse image k, TAM maps k
-        for stage in self.stages:  # global branch
+        last = len(self.stages) - 1
+        for k, stage in enumerate(self.stages):  # global branch
             g, maps = stage(g, words, token_mask)
             feats.append(g)
-            coarse.append(self.add_base(stage.to_image(g), lq))
+            if not sr_only or (k == last and not self.coarse_to_fine):
+                coarse.append(self.add_base(stage.to_image(g), lq))
             attn += maps
         if not self.coarse_to_fine:
+            if sr_only:
+                return GeneratorOutput(sr=coarse[-1], coarse=[], fine=coarse, attn=attn)
             return GeneratorOutput(sr=coarse[-1], coarse=coarse, fine=list(coarse), attn=attn)
         r, fine = self.refine_head(self.refine_source(lq)), []
-        for stage, g in zip(self.refine_stages, feats, strict=True):  # refine branch
+        for k, (stage, g) in enumerate(zip(self.refine_stages, feats, strict=True)):  # refine
             r = stage(r, g)
-            fine.append(self.add_base(stage.to_image(r), lq))
+            if not sr_only or k == last:
+                fine.append(self.add_base(stage.to_image(r), lq))
         return GeneratorOutput(sr=fine[-1], coarse=coarse, fine=fine, attn=attn)

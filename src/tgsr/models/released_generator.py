@@ -68,8 +68,10 @@ class ReleasedGenerator(GeneratorBase):
         sentence: torch.Tensor | None = None,
         token_mask: torch.Tensor | None = None,
         coord_frame: torch.Tensor | tuple[int, int, int, int] | None = None,
+        sr_only: bool = False,
     ) -> GeneratorOutput:
-        """As :meth:`PaperGenerator.forward`; ``sentence`` is not used."""
+        """As :meth:`PaperGenerator.forward`; ``sentence`` is not used. ``sr_only`` changes
+        nothing here: every refine stage reads its coarse image."""
         words = self.condition(words, token_mask)
         x = lq * 2 - 1
         h = self.im2f(self.add_coords(x, coord_frame))
