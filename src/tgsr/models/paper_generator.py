@@ -46,8 +46,12 @@ def _position(cfg: GeneratorConfig, stage: int) -> nn.Conv2d | None:
 
 
 def _add_position(pos: nn.Conv2d | None, f: torch.Tensor, factor: int) -> torch.Tensor:
-    """f + the projected sub-pixel phase code (``position_code`` "...subpixel"), else f."""
-    return f if pos is None else f + pos(subpixel_channels(f, factor))
+    """f + the projected sub-pixel phase code (``position_code`` "...subpixel"), else f;
+    without autograd added into f in place (f is the fresh output of the up-sampling)."""
+    if pos is None:
+        return f
+    code = pos(subpixel_channels(f, factor))
+    return f + code if torch.is_grad_enabled() else f.add_(code)
 
 
 def _fuse(fuse: nn.Sequential, parts: list[torch.Tensor], training: bool) -> torch.Tensor:
