@@ -68,7 +68,7 @@ def test_sr_only_gives_the_same_sr_and_maps(arch, c2f):
 
 
 @pytest.mark.parametrize("fusion", ["concat", "concat_mul"])
-def test_eval_fuses_without_the_concatenation_and_agrees_with_training(fusion):
+def test_eval_fuses_without_the_concatenation_and_agrees_with_training(fusion, monkeypatch):
     """In eval mode the paper stages convolve each part with its slice of the fuse weights
     (no concatenated copy); the output equals the training path's up to float rounding."""
     from tgsr.models.blocks import conv_of_cat
@@ -85,13 +85,21 @@ def test_eval_fuses_without_the_concatenation_and_agrees_with_training(fusion):
     tokens, lengths = _text()
     feats = _encoder().encode(tokens, lengths)
     lq = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    import tgsr.models.paper_generator as paper
+
+    calls = []
+    monkeypatch.setattr(
+        paper, "conv_of_cat", lambda c, p: calls.append(len(p)) or conv_of_cat(c, p)
+    )
     with torch.no_grad():
         gen.train()
         trained = gen(lq, feats.words, feats.sentence, feats.token_mask).sr
+        assert calls == []  # training convolves the concatenation, as measured
         gen.eval()
         served = gen(lq, feats.words, feats.sentence, feats.token_mask, sr_only=True).sr
-    assert not torch.equal(trained, served)  # the two paths do differ in the last bits ...
-    torch.testing.assert_close(served, trained, atol=1e-5, rtol=1e-5)  # ... and only there
+    parts = 3 if fusion == "concat_mul" else 2
+    assert calls == [parts] * 3 + [2] * 3  # the global branch's three fuses, then the refine's
+    torch.testing.assert_close(served, trained, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("arch", ["paper", "released"])
