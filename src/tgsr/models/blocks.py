@@ -74,9 +74,9 @@ class ResidualBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
+        if torch.is_grad_enabled():
             return x + self.body(x)
-        return self.body(x).add_(x)  # no new tensor at inference (the sum is the same)
+        return self.body(x).add_(x)  # without autograd no new tensor (the sum is the same)
 
 
 class GLUConvBlock(nn.Module):
