@@ -154,9 +154,8 @@ class PaperGenerator(GeneratorBase):
                 coarse.append(self.add_base(stage.to_image(g), lq))
             attn += maps
         if not self.coarse_to_fine:
-            if sr_only:
-                return GeneratorOutput(sr=coarse[-1], coarse=[], fine=coarse, attn=attn)
-            return GeneratorOutput(sr=coarse[-1], coarse=coarse, fine=list(coarse), attn=attn)
+            kept = [] if sr_only else coarse
+            return GeneratorOutput(sr=coarse[-1], coarse=kept, fine=list(coarse), attn=attn)
         r, fine = self.refine_head(self.refine_source(lq)), []
         for k, (stage, g) in enumerate(zip(self.refine_stages, feats, strict=True)):  # refine
             r = stage(r, g)
