@@ -48,6 +48,7 @@ WARM = ["loss.semantic_start=1000", "loss.semantic_ramp=500"]
 # loss; +coarse-to-fine the refine branch (plain L2 on it); +TAR replaces that L2 by TAR. TIC and
 # cGAN as the quickstart preset combines them (loss.balance / loss.semantic_start).
 TWO80 = "data.synthetic.train_two_object_prob=0.8"  # the train split only; the test set stays
+TAMXY = "generator.tam_coords=true"
 T2_BASE = ["generator.coarse_to_fine=false", "loss.fine_l2=0", "loss.tar=0"]
 SUITES: dict[str, dict[str, tuple[str, list[str]]]] = {
     "four_loss": {
@@ -89,6 +90,16 @@ SUITES: dict[str, dict[str, tuple[str, list[str]]]] = {
         "quickstart": ("quickstart", []),
         "quickstart_lp0.5": ("quickstart", ["data.lowpass_sigma=0.5"]),
         "preset_4loss_lp0.5": ("quickstart", [*PAPER, "data.lowpass_sigma=0.5"]),
+    },
+    # the two-object binding (the wall of the coarse-to-fine rows): more two-object scenes in
+    # the train split, so more of every batch carries the signal that binds words to objects
+    "two_object": {
+        "quickstart_two80": ("quickstart", [TWO80]),
+        "preset_4loss_two80": ("quickstart", [*PAPER, TWO80]),
+        # and the TAM's query seeing the pixel's x/y (generator.tam_coords): a word can be read
+        # on its side of the image without first learning where the pixel is
+        "quickstart_two80_tamxy": ("quickstart", [TWO80, TAMXY]),
+        "preset_4loss_two80_tamxy": ("quickstart", [*PAPER, TWO80, TAMXY]),
     },
     "scale": {
         f"x{s}_{kind}": (

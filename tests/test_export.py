@@ -91,7 +91,7 @@ def test_padded_text_encoder_equals_packed():
      (True, "released", {"refine_input": "highpass", "coord_channels": True}),
      (True, "paper", {"subpixel_coords": True, "word_norm": True, "word_adapter": "mlp",
                       "coord_channels": True, "text_fusion": "concat_mul",
-                      "activation": "leaky_relu"})],
+                      "activation": "leaky_relu", "tam_coords": True})],
 )  # fmt: skip
 def test_onnx_parity(tmp_path, use_text, arch, extra):
     ort = pytest.importorskip("onnxruntime")

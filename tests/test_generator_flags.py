@@ -179,6 +179,9 @@ def test_an_old_key_overrides_its_part_of_the_preset_position_code():
          "'subpixel' is implemented for arch='paper'"),
         (["generator.arch=released", "generator.text_fusion=concat",
           "generator.position_code=coords"], "generator.activation does nothing"),
+        (["generator.arch=released", "generator.text_fusion=concat",
+          "generator.position_code=coords", "generator.activation=relu",
+          "generator.tam_coords=true"], "generator.tam_coords is implemented for arch='paper'"),
         (["generator.coarse_to_fine=false", "generator.refine_input=highpass", "loss.tar=0",
           "loss.fine_l2=0"], "generator.refine_input feeds the refine branch"),
         (["generator.position_code=left"], "generator.position_code: must be one of"),
@@ -206,6 +209,7 @@ def test_additions_that_are_off_are_not_built():
     assert g.word_norm is None and g.word_adapter is None
     assert all(s.pos is None for s in g.stages) and g.head[0].in_channels == 3
     assert g.stages[0].fuse[0].in_channels == 2 * 8  # concat(F_im, F_attn)
+    assert g.stages[0].tam.project.out_channels == 8  # no coordinates in the TAM query
     q = quickstart_generator()
     assert q.head[0].in_channels == 5 and q.stages[0].fuse[0].in_channels == 3 * 8
     assert q.word_norm is not None and q.word_adapter is not None

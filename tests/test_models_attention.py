@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from tgsr.models import TextAttention
@@ -56,3 +57,28 @@ def test_padding_values_change_nothing():
     a1, m1 = tam(feats, words, mask)
     a2, m2 = tam(feats, noisy, mask)
     assert torch.equal(a1, a2) and torch.equal(m1, m2)
+
+
+def test_query_extra_channels_steer_the_maps_and_leave_the_values_c_wide():
+    """tam_coords: the query is concat(features, extra) against words projected to C + E dims;
+    two pixels with the same features but other extra channels read other words."""
+    torch.manual_seed(0)
+    tam = TextAttention(8, 10, query_extra=2)
+    assert tam.project.weight.shape[0] == 10
+    feats, words, mask, _ = _inputs()
+    feats[:, :, :, 1] = feats[:, :, :, 0]  # columns 0 and 1: identical features
+    xy = torch.zeros(3, 2, 5, 6)
+    xy[:, 0] = torch.linspace(-1, 1, 6)  # only the x channel tells them apart
+    attended, attn = tam(feats, words, mask, xy)
+    assert attended.shape == feats.shape
+    torch.testing.assert_close(attn[:2].sum(1), torch.ones(2, 5, 6))
+    assert (attn[0, :, :, 0] - attn[0, :, :, 1]).abs().amax() > 1e-3
+    # the scores are the paper's dot product on the widened query
+    e = tam.project(words)
+    q = torch.cat([feats, xy], 1)[0].reshape(10, -1).T
+    ref = torch.softmax(q @ e[0], dim=-1).T.reshape(6, 5, 6)
+    torch.testing.assert_close(attn[0], ref, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="extra query channels"):
+        tam(feats, words, mask)
+    with pytest.raises(ValueError, match="extra query channels"):
+        TextAttention(8, 10)(feats, words, mask, xy)

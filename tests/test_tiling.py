@@ -22,6 +22,10 @@ def _caption_fn(**flags):
     generator, text_encoder, _, _, vocab = tiny_components(cfg, seed=1)
     enc = vocab.encode("a red and cyan striped circle", cfg.data.max_words)
     feats = text_encoder.encode(torch.tensor([enc.ids]), torch.tensor([enc.length]))
+    if cfg.generator.tam_coords:  # at init they move the output by ~1e-6: make them count
+        with torch.no_grad():
+            for stage in generator.stages:
+                stage.tam.project.weight[cfg.generator.channels :] *= 3000
 
     def fn(x, frame=None):
         with torch.no_grad():
@@ -44,12 +48,17 @@ def generator_fn():
 
 # every position code; "coords..." adds x/y channels over the input, which a tile must get in
 # the frame of the whole image (with_frame=True) for tiled == untiled
-POSITION_CODES = ["none", "coords", "coords+subpixel"]
+# the same; "tam_coords" gives the TAM queries x/y at every stage (generator.tam_coords)
+POSITION_CODES = ["none", "coords", "coords+subpixel", "tam_coords"]
+
+
+def _code_flags(code: str) -> dict:
+    return {"tam_coords": True} if code == "tam_coords" else {"position_code": code}
 
 
 @pytest.fixture(scope="module", params=POSITION_CODES)
 def coded_fn(request):
-    return request.param, _caption_fn(position_code=request.param)
+    return request.param, _caption_fn(**_code_flags(request.param))
 
 
 def _radius(fn, scale: int, size: int = 40) -> int:
@@ -295,11 +304,12 @@ def test_parse_memory():
 @pytest.mark.parametrize("code", POSITION_CODES)
 def test_pipeline_tiles_under_a_memory_budget_exactly(tmp_path, code):
     """Default tiling (planned from max_memory, overlap from the receptive field) == untiled,
-    with coordinate channels too (the pipeline passes each tile's frame)."""
+    with coordinate channels too (the pipeline passes each tile's frame; "tam_coords": the
+    TAM queries' coordinates at every stage)."""
     from helpers_pipeline import make_pipeline_dir, natural_image
     from tgsr.pipeline import TGSRPipeline
 
-    folder = make_pipeline_dir(tmp_path, scale=4, position_code=code)
+    folder = make_pipeline_dir(tmp_path, scale=4, **_code_flags(code))
     pipe = TGSRPipeline.from_pretrained(folder, dtype="float32")
     img = natural_image(40, 52, seed=3)
     full = pipe(img, "a red and cyan striped circle", tile=0, output_type="pt")

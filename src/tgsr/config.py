@@ -214,6 +214,10 @@ class GeneratorConfig:
     # paper layout only); "coords+subpixel" both. Replaces the old keys coord_channels and
     # subpixel_coords, which are still read (_upgrade_generator_keys).
     position_code: Literal["none", "coords", "subpixel", "coords+subpixel"] = "none"
+    # the TAM's query at each stage gets the pixel's x/y coordinates in the whole image beside
+    # its features (words are projected to C + 2 dims for the scores, C for the values): a word
+    # can be read where it is meant from the first step (binding aid; paper layout only)
+    tam_coords: bool = False
     # text-conditioning additions (tgsr.models.text_conditioning), need use_text=true:
     word_norm: bool = False  # masked BatchNorm of the word features before the TAMs
     word_adapter: Literal["none", "mlp"] = "none"  # trainable per-word MLP on the word features
@@ -243,6 +247,8 @@ class GeneratorConfig:
                     "generator.activation does nothing with arch='released' (GLU blocks): "
                     "leave it 'relu'"
                 )
+            if self.tam_coords:
+                raise ConfigError("generator.tam_coords is implemented for arch='paper'")
         if not self.use_text:
             unused = [k for k, off in _TEXT_KEYS.items() if getattr(self, k) != off]
             if unused:
@@ -260,7 +266,12 @@ class GeneratorConfig:
 
 
 # the text-conditioning keys and their "off" values (an error with use_text=false)
-_TEXT_KEYS = {"word_norm": False, "word_adapter": "none", "text_fusion": "concat"}
+_TEXT_KEYS = {
+    "word_norm": False,
+    "word_adapter": "none",
+    "text_fusion": "concat",
+    "tam_coords": False,
+}
 
 
 def _upgrade_generator_keys(data: dict, prefix: str) -> dict:

@@ -6,6 +6,10 @@ the caption's real words (softmax over words, padded words at -inf, each image m
 caption's mask). Returns the text-embedded feature (B, C, H, W) and the word maps (B, T, H, W):
 they sum to 1 over real words at every pixel and are exactly 0 on padding. A caption with no real
 word gives attended = 0 and attn = 0.
+
+``query_extra`` (``GeneratorConfig.tam_coords``, not in the paper): the scores use
+``concat(features, extra)`` as the query (e.g. the pixel's x/y coordinates) against words
+projected to ``channels + query_extra`` dims; the values are the first ``channels`` dims.
 """
 
 from __future__ import annotations
@@ -15,18 +19,29 @@ from torch import nn
 
 
 class TextAttention(nn.Module):
-    def __init__(self, channels: int, word_dim: int):
+    def __init__(self, channels: int, word_dim: int, query_extra: int = 0):
         super().__init__()
-        self.project = nn.Conv1d(word_dim, channels, 1, bias=False)
+        self.channels, self.query_extra = channels, query_extra
+        self.project = nn.Conv1d(word_dim, channels + query_extra, 1, bias=False)
 
     def forward(
-        self, features: torch.Tensor, words: torch.Tensor, token_mask: torch.Tensor | None = None
+        self,
+        features: torch.Tensor,
+        words: torch.Tensor,
+        token_mask: torch.Tensor | None = None,
+        query_extra: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """features (B, C, H, W), words (B, D, T), token_mask (B, T) True = padding,
+        query_extra (B, E, H, W) when built with ``query_extra=E``."""
         b, c, h, w = features.shape
         t = words.shape[-1]
-        e = self.project(words.to(self.project.weight.dtype))  # (B, C, T)
-        q = features.reshape(b, c, h * w).transpose(1, 2)  # (B, HW, C)
+        if (query_extra is None) != (self.query_extra == 0):
+            raise ValueError(f"this TAM takes {self.query_extra} extra query channels")
+        e = self.project(words.to(self.project.weight.dtype))  # (B, C [+ E], T)
+        q = features if query_extra is None else torch.cat([features, query_extra.to(features)], 1)
+        q = q.reshape(b, q.shape[1], h * w).transpose(1, 2)  # (B, HW, C [+ E])
         scores = torch.bmm(q, e)  # (B, HW, T)
+        e = e[:, : self.channels] if self.query_extra else e  # the values
         if token_mask is None:
             attn = torch.softmax(scores, dim=-1)
         else:

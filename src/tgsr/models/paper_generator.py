@@ -13,7 +13,8 @@ residual blocks), then per stage: deconv (+act) -> concat with G_k ("cascaded") 
 Additions beyond the paper, each a ``GeneratorConfig`` key (docs/paper_vs_code.md):
 ``image_residual`` (on by default; :mod:`tgsr.models.generator`), ``activation="leaky_relu"``,
 ``position_code`` (x/y coordinate channels on the LR input; a sub-pixel phase code added after
-each deconvolution, before the TAM) and the text-conditioning options of
+each deconvolution, before the TAM), ``tam_coords`` (the TAM's query sees the pixel's x/y in the
+whole image) and the text-conditioning options of
 :mod:`tgsr.models.text_conditioning` (``word_norm``, ``word_adapter``, ``text_fusion``).
 """
 
@@ -28,6 +29,7 @@ from tgsr.models.blocks import (
     ResidualBlock,
     conv3,
     conv_of_cat,
+    coord_channels,
     deconv_x2,
     image_head,
     make_activation,
@@ -54,6 +56,14 @@ def _add_position(pos: nn.Conv2d | None, f: torch.Tensor, factor: int) -> torch.
     return f + code if torch.is_grad_enabled() else f.add_(code)
 
 
+def _stage_coords(f: torch.Tensor, frame, factor: int) -> torch.Tensor:
+    """(B, 2, H, W) x/y of each pixel of stage features ``f`` (``factor`` x the LR) in the whole
+    image; ``frame``: the forward's LR ``coord_frame`` (None: ``f`` is the whole image)."""
+    if frame is not None:
+        frame = torch.as_tensor(frame, device=f.device) * factor
+    return coord_channels(f, frame)
+
+
 def _fuse(fuse: nn.Sequential, parts: list[torch.Tensor], training: bool) -> torch.Tensor:
     """``fuse`` (conv3 + act) on the concatenation of ``parts``. In eval mode without the
     concatenated copy (:func:`~tgsr.models.blocks.conv_of_cat`: less memory and time at
@@ -74,18 +84,23 @@ class GlobalStage(nn.Module):
         blocks = [ResidualBlock(c, cfg.activation) for _ in range(cfg.num_res_blocks)]
         self.res = nn.Sequential(*blocks)
         self.up = _up(cfg)
-        self.tam = TextAttention(c, word_dim) if cfg.use_text else None
+        self.tam_coords = cfg.tam_coords
+        self.tam = TextAttention(c, word_dim, 2 if cfg.tam_coords else 0) if cfg.use_text else None
         self.pos = _position(cfg, stage)
         width = FUSION_WIDTH[cfg.text_fusion] * c if cfg.use_text else c
         self.fuse = nn.Sequential(conv3(width, c), make_activation(cfg.activation))
         self.to_image = image_head(c)  # G_k -> the coarse image of the stage
 
-    def forward(self, g, words, token_mask) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """G_{k-1} (B, C, h, w) -> (G_k (B, C, 2h, 2w), [TAM word maps (B, T, 2h, 2w)])."""
+    def forward(
+        self, g, words, token_mask, coord_frame=None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """G_{k-1} (B, C, h, w) -> (G_k (B, C, 2h, 2w), [TAM word maps (B, T, 2h, 2w)]);
+        ``coord_frame``: the LR frame (``tam_coords``; see ``PaperGenerator.forward``)."""
         f = _add_position(self.pos, self.up(self.res(g)), self.factor)  # F_im_k
         if self.tam is None:  # (a cat of one tensor: the same copy the layout has always made)
             return self.fuse(torch.cat([f], 1)), []
-        attended, attn = self.tam(f, words, token_mask)  # F_attn_k, Eq. 2
+        xy = _stage_coords(f, coord_frame, self.factor) if self.tam_coords else None
+        attended, attn = self.tam(f, words, token_mask, xy)  # F_attn_k, Eq. 2
         return _fuse(self.fuse, fuse_text(f, attended, self.text_fusion), self.training), [attn]
 
 
@@ -140,7 +155,7 @@ class PaperGenerator(GeneratorBase):
         ``sentence`` is not used (one call signature for every generator); without
         ``use_text`` every text argument is ignored. ``coord_frame``: where ``lq`` lies in the
         whole LR image, ``(y0, x0, H, W)`` or ``(B, 4)`` (tiles; used by ``position_code``
-        "coords...", ignored otherwise; None: ``lq`` is the whole image). ``sr_only``
+        "coords..." and ``tam_coords``, ignored otherwise; None: ``lq`` is the whole image). ``sr_only``
         (inference): only the image heads that ``sr`` needs run, so ``coarse`` is empty and
         ``fine`` is ``[sr]`` (``sr`` and ``attn`` are the same as without it)."""
         words = self.condition(words, token_mask)
@@ -148,7 +163,7 @@ class PaperGenerator(GeneratorBase):
         feats, coarse, attn = [], [], []  # G_k, coarse image k, TAM maps k
         last = len(self.stages) - 1
         for k, stage in enumerate(self.stages):  # global branch
-            g, maps = stage(g, words, token_mask)
+            g, maps = stage(g, words, token_mask, coord_frame)
             feats.append(g)
             if not sr_only or (k == last and not self.coarse_to_fine):
                 coarse.append(self.add_base(stage.to_image(g), lq))
