@@ -98,6 +98,8 @@ SUITES: dict[str, dict[str, tuple[str, list[str]]]] = {
         "preset_4loss_two80": ("quickstart", [*PAPER, TWO80]),
         # and the TAM's query seeing the pixel's x/y (generator.tam_coords): a word can be read
         # on its side of the image without first learning where the pixel is
+        "quickstart_tamxy": ("quickstart", [TAMXY]),
+        "preset_4loss_tamxy": ("quickstart", [*PAPER, TAMXY]),
         "quickstart_two80_tamxy": ("quickstart", [TWO80, TAMXY]),
         "preset_4loss_two80_tamxy": ("quickstart", [*PAPER, TWO80, TAMXY]),
     },

@@ -173,7 +173,8 @@ def test_an_old_key_overrides_its_part_of_the_preset_position_code():
     [
         (["generator.sentence_cond=true"], "generator.sentence_cond was removed"),
         (["generator.use_text=false", "loss.tar=0"],
-         "generator.word_norm, generator.word_adapter, generator.text_fusion needs text"),
+         "generator.word_norm, generator.word_adapter, generator.text_fusion, "
+         "generator.tam_coords needs text"),
         (["generator.arch=released"], "generator.text_fusion must be 'concat'"),
         (["generator.arch=released", "generator.text_fusion=concat"],
          "'subpixel' is implemented for arch='paper'"),

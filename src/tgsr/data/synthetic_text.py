@@ -261,6 +261,25 @@ def _fill_from_tokens(tokens: list[str]) -> dict:
     return out
 
 
+def _segments(tokens: list[str], anchors: list[tuple[int, int, str]]) -> list[tuple[int, int]]:
+    """Token span ``[start, end)`` of each anchor's phrase: boundaries at the last article
+    before each anchor after the first."""
+    n = len(anchors)
+    starts = [0] * n
+    for k in range(1, n):
+        lo, hi = anchors[k - 1][1], anchors[k][0]
+        starts[k] = next((i for i in range(hi - 1, lo - 1, -1) if tokens[i] in _ARTICLES), hi)
+    return list(zip(starts, [*starts[1:], len(tokens)], strict=True))
+
+
+def object_spans(text: str) -> list[tuple[str, int, int]]:
+    """``(shape, start, end)`` per shape noun of a caption: the token span (indices into
+    ``tokenize(text)``) that :func:`parse_caption` reads that object's words from."""
+    tokens = tokenize(text)
+    anchors = _anchors(tokens)
+    return [(a[2], s, e) for a, (s, e) in zip(anchors, _segments(tokens, anchors), strict=True)]
+
+
 def parse_caption(text: str) -> dict:
     """A caption (generated or typed by a user) -> partial attributes.
 
@@ -277,12 +296,7 @@ def parse_caption(text: str) -> dict:
         return {"objects": [fill] if fill else []}
     n = len(anchors)
     # segment k covers [starts[k], ends[k]); boundaries at the last article before each anchor
-    starts = [0] * n
-    for k in range(1, n):
-        lo, hi = anchors[k - 1][1], anchors[k][0]
-        cut = next((i for i in range(hi - 1, lo - 1, -1) if tokens[i] in _ARTICLES), hi)
-        starts[k] = cut
-    ends = [*starts[1:], len(tokens)]
+    starts, ends = (list(x) for x in zip(*_segments(tokens, anchors), strict=True))
     objects: list[dict] = [{"shape": a[2]} for a in anchors]
     owned: list[list[str]] = [[] for _ in range(n)]
     for k in range(n):
