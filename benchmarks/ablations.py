@@ -1,7 +1,8 @@
 """Ablations on ShapeCaps: several training configs side by side, by steps, with learning curves.
 
     python benchmarks/ablations.py --suite SUITE --out RESULTS.jsonl [--device cuda] \
-        [--minutes 5.5] [--steps N] [--seeds 0,1] [--only a,b] [--damsm-steps 300]
+        [--minutes 5.5] [--steps N] [--seeds 0,1] [--only a,b] [--damsm-steps 300] \
+        [--set KEY=VALUE ...]
     python benchmarks/ablations.py --report RESULTS.jsonl ...   # markdown tables
 
 Every row is a preset plus ``--set``-style overrides (an ablation is a config, never a copy of
@@ -112,6 +113,12 @@ SUITES: dict[str, dict[str, tuple[str, list[str]]]] = {
         for kind in ("text", "notext")
     },
 }
+
+
+def _spec(suite: str, name: str, extra: list[str]) -> tuple[str, list[str]]:
+    """(preset, overrides) of a row, with ``--set`` overrides after the row's own."""
+    preset, overrides = SUITES[suite][name]
+    return preset, [*overrides, *extra]
 
 
 def versions() -> dict:
@@ -404,6 +411,9 @@ def main() -> None:
     p.add_argument("--work", default=None, help="run folders (default: OUT without .jsonl)")
     p.add_argument("--reserve", type=float, default=None,
                    help="seconds kept free after training for the final evaluation")  # fmt: skip
+    p.add_argument("--set", action="append", default=[], dest="extra", metavar="KEY=VALUE",
+                   help="an override added to every row, e.g. generator.tam_coords=false to "
+                        "repeat the rows measured before it was in the preset")  # fmt: skip
     # worker-only arguments
     for k in ("--worker", "--spec", "--damsm", "--eval-damsm", "--name", "--device-name"):
         p.add_argument(k, default=None, help=argparse.SUPPRESS)
@@ -454,7 +464,7 @@ def main() -> None:
         shutil.rmtree(work / f"{suite}.{name}_s{seed}", ignore_errors=True)  # a rerun: fresh
         parts.append(part)
         opts = {
-            "--suite": suite, "--name": name, "--spec": json.dumps(SUITES[suite][name]),
+            "--suite": suite, "--name": name, "--spec": json.dumps(_spec(suite, name, a.extra)),
             "--seed": seed, "--damsm": damsm, "--eval-damsm": eval_damsm or "",
             "--deadline": deadline, "--device": a.device, "--device-name": device_name,
             "--out": part, "--steps": a.steps, "--eval-every": a.eval_every,

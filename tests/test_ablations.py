@@ -4,7 +4,7 @@ modules and loss terms it should."""
 import pytest
 import torch
 
-from tgsr.config import load_config, preset_names
+from tgsr.config import ConfigError, load_config, preset_names
 from tgsr.data.degradations import build_pyramids, degrade
 from tgsr.losses import LossSuite
 from tgsr.models import TextAttention, TextEncoder, build_generator, build_image_encoder
@@ -113,3 +113,21 @@ def test_report_merges_a_config_across_sweeps_and_averages_its_seeds(tmp_path):
     unfiltered = bench.report([str(b), str(a)])
     assert "| four_loss / quickstart | 0,1 |" in unfiltered  # named as first seen
     assert "| four_loss / other | 0 |" in unfiltered
+
+
+def test_every_benchmark_row_is_a_valid_config_and_set_overrides_go_last():
+    """Each row of benchmarks/ablations.py is a preset plus overrides that load (a typo in a key
+    or a combination that does nothing fails here, not after a DAMSM of minutes)."""
+    bench = _ablations_script()
+    for suite, rows in bench.SUITES.items():
+        for name, (preset, overrides) in rows.items():
+            try:
+                load_config(preset, overrides)
+            except ConfigError as err:
+                pytest.fail(f"{suite}/{name}: {err}")
+    preset, overrides = bench._spec(
+        "two_object", "preset_4loss_tamxy", ["generator.tam_coords=false"]
+    )
+    assert overrides[-1] == "generator.tam_coords=false"
+    assert not load_config(preset, overrides).generator.tam_coords
+    assert load_config(*bench.SUITES["two_object"]["preset_4loss_tamxy"]).generator.tam_coords
