@@ -295,12 +295,11 @@ def parse_caption(text: str) -> dict:
         fill = _fill_from_tokens(tokens)
         return {"objects": [fill] if fill else []}
     n = len(anchors)
-    # segment k covers [starts[k], ends[k]); boundaries at the last article before each anchor
-    starts, ends = (list(x) for x in zip(*_segments(tokens, anchors), strict=True))
+    spans = _segments(tokens, anchors)  # object k's words: tokens[spans[k][0]:spans[k][1]]
     objects: list[dict] = [{"shape": a[2]} for a in anchors]
     owned: list[list[str]] = [[] for _ in range(n)]
     for k in range(n):
-        for i in range(starts[k], ends[k]):
+        for i in range(*spans[k]):
             t = tokens[i]
             if t not in ("left", "right"):
                 if anchors[k][0] <= i < anchors[k][1]:

@@ -21,7 +21,7 @@ from torch import nn
 class TextAttention(nn.Module):
     def __init__(self, channels: int, word_dim: int, query_extra: int = 0):
         super().__init__()
-        self.channels, self.query_extra = channels, query_extra
+        self.channels, self.query_extra = channels, query_extra  # values: the first C dims
         self.project = nn.Conv1d(word_dim, channels + query_extra, 1, bias=False)
 
     def forward(
@@ -41,7 +41,7 @@ class TextAttention(nn.Module):
         q = features if query_extra is None else torch.cat([features, query_extra.to(features)], 1)
         q = q.reshape(b, q.shape[1], h * w).transpose(1, 2)  # (B, HW, C [+ E])
         scores = torch.bmm(q, e)  # (B, HW, T)
-        e = e[:, : self.channels] if self.query_extra else e  # the values
+        e = e[:, : self.channels]  # the values (all of e without extra query channels)
         if token_mask is None:
             attn = torch.softmax(scores, dim=-1)
         else:
