@@ -326,7 +326,9 @@ def _figure(title: str, fig_prefix: str | None, name: str) -> str:
     only where the run wrote it: the pictures show the sample's photographs, whose licences
     forbid copying them into the repository."""
     if fig_prefix is None:
-        return f"Picture ({title}): `OUT/figures/{name}` of the run (not committed: licensed photographs)."
+        return (f"Picture ({title}): `OUT/figures/{name}` of the run (not committed: licensed "
+                "photographs; [committed pictures](#pictures-a-freely-licensed-bird) show a "
+                "trained run on a photograph whose licence allows it).")  # fmt: skip
     return f"![{title}]({fig_prefix}{name})"
 
 

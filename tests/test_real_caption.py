@@ -4,13 +4,16 @@ measurement (``tgsr.evaluation.caption_response.plan_edits`` / ``measure``) and 
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
+from helpers_pipeline import natural_image
 from test_real_data import make_tiny_cub
 from tgsr.config import ConfigError, load_config
 from tgsr.data.degradations import desaturate, imresize
@@ -175,12 +178,22 @@ def test_real_caption_benchmark_end_to_end(tmp_path):
     make_tiny_cub(data)
     out = tmp_path / "out"
     bench = _load_benchmark()
+    photo = tmp_path / "photos" / "pkg" / "bird.png"  # a freely licensed photograph's stand-in
+    photo.parent.mkdir(parents=True)
+    Image.fromarray(natural_image(60, 80)).save(photo)
+    manifest = tmp_path / "showcase.json"
+    manifest.write_text(json.dumps({"photos": [{
+        "name": "bird", "package": "pkg", "file": "bird.png", "hr_size": 32, "licence": "CC0",
+        "sha256": hashlib.sha256(photo.read_bytes()).hexdigest(), "edits": ["red", "blue"],
+        "caption": "a small grey bird with short wings"}]}))  # fmt: skip
     report = bench.main(["--data", str(data), "--out", str(out), "--minutes", "0.2",
                          "--hr-size", "32", "--unseen-captions", "2", "--batch-size", "4",
                          "--curve-every", "2", "--lr-guard", "45",
-                         "--set", "data.cache=false"])  # fmt: skip
+                         "--set", "data.cache=false", "--showcase", str(tmp_path / "photos"),
+                         "--showcase-manifest", str(manifest)])  # fmt: skip
     saved = json.loads((out / "results.json").read_text())
     assert saved["recipe"] == "recolour_w16" and saved["scale"] == 8  # the default recipe
+    assert saved["tam_coords"] is False
     assert "data.recolour_loss_weight=16" in saved["recipe_overrides"]
     assert {"bicubic", "tgsr", "tgsr_guard45", "baseline"} <= set(saved["evaluation"])
     cr = saved["caption_response"]
@@ -200,6 +213,12 @@ def test_real_caption_benchmark_end_to_end(tmp_path):
     assert set(report["acceptance"]) == {"caption_response_levels", "toward_fraction",
                                          "lr_psnr_edited", "psnr_minus_baseline"}  # fmt: skip
     assert (out / "figures" / "edits.png").is_file()
+    # the committable pictures: the exported (guarded) model and the baseline on the photograph
+    bird = saved["showcase"]["photos"]["bird"]
+    assert set(bird["metrics"]) == {"bicubic", "tgsr", "baseline"}
+    assert bird["metrics"]["tgsr"]["lr_psnr"] >= 45  # through the exported model's guard
+    assert [e["new"] for e in bird["edits"]] == ["red", "blue"]
+    assert all(Path(f).is_file() for f in saved["showcase"]["figures"])
     pipe = TGSRPipeline.from_pretrained(out / "model")
     assert pipe.info.lr_guard == 45.0  # the exported model carries the guard it was scored with
     img = pipe(torch.rand(1, 3, 4, 4), "a small red bird", output_type="pt").images
@@ -231,6 +250,22 @@ def test_a_training_run_is_guarded_at_40_db_unless_told_otherwise():
     for bad in (["-1"], ["nan"], ["40", "45"]):
         with pytest.raises(SystemExit, match="--lr-guard"):
             bench.training_guard(bench.parse_args(["--lr-guard", *bad]))
+
+
+def test_the_real_runs_use_the_quickstart_network_without_tam_coordinates(tmp_path):
+    from tgsr.config import load_config
+
+    data = tmp_path / "cub"
+    make_tiny_cub(data)
+    bench = _load_benchmark()
+    cfgs = bench.configs(bench.parse_args(["--data", str(data)]))
+    assert load_config("quickstart").generator.tam_coords  # the preset has them ...
+    assert not cfgs["tgsr"].generator.tam_coords  # ... the real-bird TGSR run does not
+    assert cfgs["tgsr"].generator.use_text and not cfgs["baseline"].generator.use_text
+    on = bench.configs(
+        bench.parse_args(["--data", str(data), "--set", "generator.tam_coords=true"])
+    )
+    assert on["tgsr"].generator.tam_coords  # --set wins over the benchmark's network
 
 
 def test_environment_names_the_machine_and_versions():
