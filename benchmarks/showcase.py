@@ -126,8 +126,11 @@ def fetch(photos_dir: Path, photos: list[Photo]) -> list[Path]:
                 last = (run.stderr.strip().splitlines() or ["no .deb written"])[-1]
                 raise SystemExit(f"error: apt-get download {package} failed: {last}")
             (photos_dir / package).mkdir(parents=True, exist_ok=True)
-            subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(photos_dir / package)],
-                           check=True)  # fmt: skip
+            run = subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(photos_dir / package)],
+                                 capture_output=True, text=True)  # fmt: skip
+            if run.returncode != 0:
+                last = (run.stderr.strip().splitlines() or ["?"])[-1]
+                raise SystemExit(f"error: dpkg-deb -x {debs[0].name} failed: {last}")
     return [locate(p, photos_dir) for p in photos]
 
 

@@ -268,6 +268,16 @@ def test_the_real_runs_use_the_quickstart_network_without_tam_coordinates(tmp_pa
     assert on["tgsr"].generator.tam_coords  # --set wins over the benchmark's network
 
 
+def test_a_missing_showcase_photograph_stops_the_run_before_training(tmp_path):
+    data = tmp_path / "cub"
+    make_tiny_cub(data)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit, match="--fetch"):
+        _load_benchmark().main(["--data", str(data), "--out", str(out),
+                                "--showcase", str(tmp_path / "no_photos")])  # fmt: skip
+    assert not (out / "damsm").exists()  # nothing trained
+
+
 def test_environment_names_the_machine_and_versions():
     from tgsr.device import environment
 
