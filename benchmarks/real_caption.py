@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import time
 from pathlib import Path
@@ -404,7 +405,8 @@ def _guarded(model, device: str, cfg, guard: float) -> _OnDevice:
     return _OnDevice(model, device, guard, cfg.data.scale, cfg.data.degradation)
 
 
-def _showcase_module():
+@functools.cache
+def _showcase_module():  # loaded once: checked before training, drawn after it
     import importlib.util
     import sys
 

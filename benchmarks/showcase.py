@@ -140,12 +140,14 @@ def ground_truth(photo: Photo, path: Path):
     import numpy as np
     from PIL import Image
 
+    from tgsr.config import DataConfig
     from tgsr.data.datasets import bbox_crop, prepare_image
 
     img = np.asarray(Image.open(path).convert("RGB"))
     if photo.box is not None:
         img = bbox_crop(img, photo.box)
-    return np.ascontiguousarray(prepare_image(img, photo.hr_size, 76 / 64, None, photo.name))
+    ratio = DataConfig.load_ratio  # the data sets' default, AttnGAN's 76/64
+    return np.ascontiguousarray(prepare_image(img, photo.hr_size, ratio, None, photo.name))
 
 
 def render(model: Path, baseline: Path | None, photos_dir: Path, out: Path,
