@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -154,7 +155,8 @@ def handler_only(calls: int, out: Path) -> None:
     from tgsr import TGSRPipeline
     from tgsr.demo.app import build_demo
 
-    pipe = TGSRPipeline.from_pretrained(make_pipeline_dir(Path(tempfile.mkdtemp())))
+    scratch = tempfile.TemporaryDirectory(prefix="tgsr-demo-load-")  # removed at exit
+    pipe = TGSRPipeline.from_pretrained(make_pipeline_dir(Path(scratch.name)))
     demo = build_demo(pipe, examples=False)
     fn = next(f.fn for f in demo.fns.values() if f.fn.__name__ == "upscale")
     rng = random.Random(0)
@@ -247,6 +249,7 @@ def main() -> None:
         server.kill()
     log.close()
     server_log = (work / "server.log").read_text(errors="replace")
+    shutil.rmtree(work, ignore_errors=True)
 
     counts: dict[str, int] = {}
     messages: dict[str, set] = {}

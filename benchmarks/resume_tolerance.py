@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -105,6 +106,7 @@ def main() -> None:
     }
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(report, indent=1))
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

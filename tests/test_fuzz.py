@@ -8,6 +8,7 @@ pytest tests/test_fuzz.py``.
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
 import os
@@ -37,6 +38,7 @@ FUZZ = settings(
 
 
 _ROOT = Path(tempfile.mkdtemp(prefix="tgsr-fuzz-"))
+atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)
 
 
 def _scratch() -> Path:

@@ -4,7 +4,9 @@ traceback, and no output file written (docs/reliability.md lists the cases)."""
 
 from __future__ import annotations
 
+import os
 import struct
+import subprocess
 import sys
 import zlib
 from pathlib import Path
@@ -441,3 +443,26 @@ def test_demo_bad_input(case, demo_fn, ws, monkeypatch):
 
 def test_the_catalogue_has_at_least_forty_cases():
     assert len(CLI_CASES) + len(API_CASES) + len(DEMO_CASES) >= 40
+
+
+@pytest.mark.slow
+def test_demo_example_files_are_removed_when_the_process_exits(ws):
+    """The example LR images of the demo go to a temporary folder that is removed at exit, not
+    left behind in /tmp at every launch."""
+    pytest.importorskip("gradio")
+    code = (
+        "import sys\n"
+        "from tgsr import TGSRPipeline\n"
+        "from tgsr.demo.app import build_demo\n"
+        "demo = build_demo(TGSRPipeline.from_pretrained(sys.argv[1]), examples=True)\n"
+        "folder = demo.tgsr_examples_dir.name\n"
+        "import os\n"
+        "print(folder, len([f for f in os.listdir(folder) if f.endswith('.png')]))\n"
+    )
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+    done = subprocess.run([sys.executable, "-c", code, str(ws["model"])], env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    folder, n_png = done.stdout.split()[-2:]
+    assert Path(folder).name.startswith("tgsr-demo-") and int(n_png) >= 1
+    assert not Path(folder).exists()

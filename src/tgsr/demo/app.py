@@ -220,8 +220,9 @@ def build_demo(
                            object_fit="contain", visible=False, elem_id="edits")  # fmt: skip
         button.click(upscale, [image, text], [bicubic, sr, attention, edits, notes])
         if examples:
-            folder = Path(tempfile.mkdtemp(prefix="tgsr-demo-"))
-            rows = render_examples(pipe, folder)
+            # the example PNGs are removed when the process exits (not left in /tmp)
+            demo.tgsr_examples_dir = tempfile.TemporaryDirectory(prefix="tgsr-demo-")
+            rows = render_examples(pipe, Path(demo.tgsr_examples_dir.name))
             if rows:
                 gr.Examples(rows, [image, text], label="Examples (ShapeCaps test scenes)")
     return demo
