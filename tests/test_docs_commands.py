@@ -169,3 +169,31 @@ def test_the_checker_sees_wrong_commands():
         "benchmarks/nothere.py: no such script",
         "benchmarks/speed.py: no option --nope",
     ]
+
+
+def _all_commands(command, path="tgsr"):
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _all_commands(sub, f"{path} {name}")
+
+
+def help_problems(group) -> list[str]:
+    """Help texts that the markdown renderer of ``--help`` would mangle: an HTML-like ``<word>``
+    outside a code span is dropped (``images/<key>.png`` showed as ``images/.png``)."""
+    problems = []
+    for path, command in _all_commands(group):
+        texts = [command.help or ""] + [getattr(p, "help", None) or "" for p in command.params]
+        for text in texts:
+            for tag in re.findall(r"<[A-Za-z_]+>", re.sub(r"`[^`]*`", "", text)):
+                problems.append(f"{path}: {tag} in {text[:60]!r}")
+    return problems
+
+
+def test_the_cli_help_survives_the_markdown_renderer():
+    assert help_problems(typer.main.get_command(app)) == []
+    bad = typer.Typer()
+    bad.command("x")(lambda: None)
+    bad.registered_commands[0].help = "write images/<key>.png and `<stem>.png`"
+    assert help_problems(typer.main.get_command(bad)) == [
+        "tgsr: <key> in 'write images/<key>.png and `<stem>.png`'"
+    ]

@@ -22,6 +22,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # docstring paragraphs reflow to the terminal width
 )
 data_app = typer.Typer(
     help="Data sets: generate the benchmark, check a data set, make LR images.",

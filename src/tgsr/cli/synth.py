@@ -33,7 +33,7 @@ def synth(
         float, typer.Option("--solid-prob", help="Share of solid-colour objects.")
     ] = 0.2,
 ) -> None:
-    """Generate the controlled benchmark: images/<key>.png + .txt captions, attributes.jsonl."""
+    """Generate the controlled benchmark: images/KEY.png + .txt captions, attributes.jsonl."""
     from tgsr.data.synthetic import write_dataset
 
     if split not in SPLITS:
