@@ -294,3 +294,42 @@ def test_cli_same_arguments_same_bytes(tmp_path):
     assert lq.shape == (8, 8, 3)
     res = runner.invoke(app, ["data", "synth", "--out", str(tmp_path / "c"), "--split", "nope"])
     assert res.exit_code != 0
+
+
+def test_train_caption_forms_balanced_keeps_the_long_forms_in_the_train_split_only():
+    """The default caption draw redraws a sentence form that does not fit the word limit, so
+    position-first two-object captions are rare (3 %); "balanced" redraws the object phrases
+    instead. Every balanced caption still fits, parses back to its scene, and the test captions
+    do not change."""
+    from tgsr.data.synthetic_text import MAX_CAPTION_WORDS, make_caption, parse_caption
+
+    def position_first(caption: str) -> bool:
+        return any(f"{side} {w}" in caption for side in ("left", "right")
+                   for w in ("is", "sits", "there"))  # fmt: skip
+
+    shares = {}
+    for forms in ("natural", "balanced"):
+        hits = n = 0
+        for seed in range(600):
+            attrs = S.sample_scene(S.scene_seed(0, seed), "train", size=64)
+            if len(attrs["objects"]) != 2:
+                continue
+            caption = make_caption(attrs, random.Random(seed), forms)
+            assert len(tokenize(caption)) <= MAX_CAPTION_WORDS
+            parsed = parse_caption(caption)["objects"]
+            side = {o["position"]: S.fill_key(o) for o in parsed}
+            assert side == {o["position"]: S.fill_key(o) for o in attrs["objects"]}, caption
+            n += 1
+            hits += position_first(caption)
+        shares[forms] = hits / n
+    assert shares["natural"] < 0.06 and shares["balanced"] > 2 * shares["natural"], shares
+
+    def captions(forms: str, train: bool) -> list[str]:
+        syn = SyntheticConfig(num=None, eval_num=40, train_caption_forms=forms)
+        ds = S.SyntheticDataset(DataConfig(synthetic=syn), S.build_vocabulary(), train=train)
+        return [ds[i]["caption"] for i in range(40)]
+
+    assert captions("natural", False) == captions("balanced", False)
+    assert captions("natural", True) != captions("balanced", True)
+    with pytest.raises(ValueError, match="forms"):
+        make_caption(S.sample_scene(0, "train", size=64), 0, "sometimes")

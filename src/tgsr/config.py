@@ -68,6 +68,10 @@ class SyntheticConfig:
     # the train split's share of two-object scenes (None: two_object_prob); the evaluation
     # splits keep two_object_prob, so the test set does not change with it
     train_two_object_prob: float | None = None
+    # the sentence forms of the train split's two-object captions: "natural" (as the evaluation
+    # captions: a form whose words do not fit the word limit is redrawn, so the long ones are
+    # rare) or "balanced" (each form keeps its share; the object phrases are redrawn instead)
+    train_caption_forms: Literal["natural", "balanced"] = "natural"
 
     def validate(self) -> None:
         _require("data.synthetic", self, seed="seed", num=">=1", eval_num=">=1",

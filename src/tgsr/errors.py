@@ -13,5 +13,10 @@ class ModelFormatError(TGSRError):
     """A model / checkpoint folder that is missing files or does not match the expected format."""
 
 
+class Interrupted(TGSRError):
+    """A multi-stage command stopped by SIGINT / SIGTERM after the stage wrote its checkpoint;
+    the CLI prints it and exits with 130."""
+
+
 class CompileError(TGSRError):
     """``torch.compile`` is unavailable or failed here; the pipeline logs it and runs eagerly."""

@@ -27,6 +27,7 @@ from tgsr.config import Config, load_config
 from tgsr.data.synthetic import write_dataset
 from tgsr.data.synthetic_text import make_caption
 from tgsr.device import fast_bf16
+from tgsr.errors import Interrupted
 from tgsr.evaluation.evaluate import BicubicSR, evaluate, load_eval_damsm, load_run
 from tgsr.evaluation.figures import training_curves
 from tgsr.evaluation.report import print_headline
@@ -111,6 +112,19 @@ def _write_examples(folder: Path, seed: int, num: int = 4) -> list[tuple[Path, s
     return out
 
 
+def _unless_interrupted(stage_dir: Path, out: Path) -> Path:
+    """A signal (Ctrl-C, SIGTERM) stops a training stage with a checkpoint; the quickstart then
+    stops as well, instead of going on to evaluate a half-trained model."""
+    summary = json.loads((Path(stage_dir) / "train_summary.json").read_text())
+    if summary.get("stopped_by") == "signal":
+        raise Interrupted(
+            f"quickstart stopped by a signal after {summary['steps']} steps of {stage_dir.name} "
+            f"(its checkpoint is in {stage_dir}); nothing was evaluated. Run the same command "
+            f"again to start over in {out}."
+        )
+    return stage_dir
+
+
 def run_quickstart(out: str | Path, minutes: float | None = None, seed: int = 0,
                    overrides: list[str] | None = None) -> dict:  # fmt: skip
 
@@ -126,9 +140,11 @@ def run_quickstart(out: str | Path, minutes: float | None = None, seed: int = 0,
         console.print(f"[yellow]{notice}[/]")
 
     console.rule("1/5 DAMSM text-image encoders (vocabulary, TIM, TIC when used)")
-    damsm_dir = train_damsm(cfgs["damsm"], out / "damsm", cpu=True)
+    damsm_dir = _unless_interrupted(train_damsm(cfgs["damsm"], out / "damsm", cpu=True), out)
     console.rule("2/5 independent evaluation DAMSM (other seed, used by no loss)")
-    damsm_eval_dir = train_damsm(cfgs["damsm_eval"], out / "damsm_eval", cpu=True)
+    damsm_eval_dir = _unless_interrupted(
+        train_damsm(cfgs["damsm_eval"], out / "damsm_eval", cpu=True), out
+    )
 
     tgsr_cfg = cfgs["tgsr"]
     terms = " + ".join(k for k in ("l2", "fine_l2", "tar", "tic", "cgan", "lr_consistency")
@@ -136,9 +152,11 @@ def run_quickstart(out: str | Path, minutes: float | None = None, seed: int = 0,
     console.rule(f"3/5 TGSR x8 (text attention, coarse-to-fine; {terms}; "
                  f"{tgsr_cfg.train.text_encoder} text encoder)")  # fmt: skip
     tgsr_cfg = _with(tgsr_cfg, damsm=dataclasses.replace(tgsr_cfg.damsm, path=str(damsm_dir)))
-    tgsr_run = fit(tgsr_cfg, out / "runs" / "tgsr", cpu=True).run_dir
+    tgsr_run = _unless_interrupted(fit(tgsr_cfg, out / "runs" / "tgsr", cpu=True).run_dir, out)
     console.rule("4/5 no-text baseline x8 (same data, L2 only)")
-    base_run = fit(cfgs["baseline"], out / "runs" / "baseline", cpu=True).run_dir
+    base_run = _unless_interrupted(
+        fit(cfgs["baseline"], out / "runs" / "baseline", cpu=True).run_dir, out
+    )
 
     console.rule("5/5 evaluation: TGSR vs baseline vs bicubic")
     tgsr_model, _ = load_run(tgsr_run)

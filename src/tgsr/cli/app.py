@@ -14,7 +14,7 @@ from tgsr.cli import inference as inference_cmds
 from tgsr.cli import synth as synth_cmds
 from tgsr.cli import train as train_cmds
 from tgsr.config import ConfigError
-from tgsr.errors import TGSRError
+from tgsr.errors import Interrupted, TGSRError
 
 app = typer.Typer(
     name="tgsr",
@@ -55,6 +55,9 @@ def main() -> None:
     debug = bool(os.environ.get("TGSR_DEBUG"))
     try:
         app()
+    except Interrupted as exc:
+        typer.secho(str(exc), fg=typer.colors.YELLOW, err=True)
+        sys.exit(130)
     except (TGSRError, ConfigError) as exc:
         if debug:
             raise

@@ -533,7 +533,8 @@ class SyntheticDataset(torch.utils.data.Dataset):
         if self.train:
             self._draws += 1
             rng = caption_rng(self.split, attrs["seed"], f"{self.epoch}:{self._draws}")
-            caption = make_caption(attrs, rng)
+            forms = self.cfg.synthetic.train_caption_forms if self.split == "train" else "natural"
+            caption = make_caption(attrs, rng, forms)
         else:
             rng, caption = None, eval_caption(attrs)
         key = f"{self.split}_{self.seed}_{index:06d}"

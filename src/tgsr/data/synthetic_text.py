@@ -140,8 +140,15 @@ def _object_phrase(
     return f"{_vowel_article(body)} {body}"
 
 
-def _two_object_caption(objs: list[dict], rng: random.Random, compact: bool) -> str | None:
-    """Two object phrases, then up to 8 draws of a sentence frame around them that fits."""
+def _two_object_caption(
+    objs: list[dict], rng: random.Random, compact: bool, keep_form: bool = False
+) -> str | None:
+    """Two object phrases, then up to 8 draws of a sentence frame around them that fits.
+
+    ``keep_form``: the sentence form is drawn once (weights 4:2:3:3) and the object phrases are
+    redrawn until it fits, so the long forms keep their share (the default redraws the frame,
+    which favours the short ones: 3 % of the captions put the positions first instead of 17 %).
+    """
     by_pos = {o.get("position"): o for o in objs}
     if set(by_pos) != {"left", "right"}:  # positions unknown: keep the record's order
         by_pos = {"left": objs[0], "right": objs[1]}
@@ -151,8 +158,15 @@ def _two_object_caption(objs: list[dict], rng: random.Random, compact: bool) -> 
     op_b = _object_phrase(by_pos[second], rng, compact, terse=True)
     if compact:
         return f"{op_a} {_RELATIONS[0].format(p=first)} {op_b}"
-    for _ in range(8):
-        structure = rng.choices((0, 1, 2, 3), weights=(4, 2, 3, 3))[0]
+    form = rng.choices((0, 1, 2, 3), weights=(4, 2, 3, 3))[0] if keep_form else None
+    for attempt in range(20 if keep_form else 8):
+        if form is None:
+            structure = rng.choices((0, 1, 2, 3), weights=(4, 2, 3, 3))[0]
+        else:
+            structure = form
+            if attempt:
+                op_a = _object_phrase(by_pos[first], rng, compact, terse=True)
+                op_b = _object_phrase(by_pos[second], rng, compact, terse=True)
         if structure == 0:  # "A on the left and B on the right"
             join = rng.choice(_JOINS)
             pa = rng.choice(_POS_AFTER).format(p=first)
@@ -172,11 +186,17 @@ def _two_object_caption(objs: list[dict], rng: random.Random, compact: bool) -> 
     return None
 
 
-def make_caption(attrs: dict, rng: random.Random | int | None = None) -> str:
+def make_caption(
+    attrs: dict, rng: random.Random | int | None = None, forms: str = "natural"
+) -> str:
     """A caption for an attribute record; ``rng`` (or an int seed) picks the phrasing.
 
-    Always at most :data:`MAX_CAPTION_WORDS` tokens.
+    Always at most :data:`MAX_CAPTION_WORDS` tokens. ``forms="balanced"``: a two-object
+    caption keeps the sentence form it draws (see :func:`_two_object_caption`); ``"natural"``
+    (the evaluation captions' distribution) redraws the form when the words do not fit.
     """
+    if forms not in ("natural", "balanced"):
+        raise ValueError(f"forms must be 'natural' or 'balanced', got {forms!r}")
     if not isinstance(rng, random.Random):
         rng = random.Random(rng)
     objs = attrs["objects"]
@@ -188,7 +208,7 @@ def make_caption(attrs: dict, rng: random.Random | int | None = None) -> str:
             if len(tokenize(text)) <= MAX_CAPTION_WORDS:
                 return text
         else:
-            text = _two_object_caption(objs, rng, compact=False)
+            text = _two_object_caption(objs, rng, compact=False, keep_form=forms == "balanced")
             if text is not None:
                 return text
     if len(objs) == 1:
