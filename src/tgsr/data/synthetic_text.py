@@ -143,11 +143,12 @@ def _object_phrase(
 def _two_object_caption(
     objs: list[dict], rng: random.Random, compact: bool, keep_form: bool = False
 ) -> str | None:
-    """Two object phrases, then up to 8 draws of a sentence frame around them that fits.
+    """Two object phrases and a sentence frame around them that fits the word limit (or None).
 
-    ``keep_form``: the sentence form is drawn once (weights 4:2:3:3) and the object phrases are
-    redrawn until it fits, so the long forms keep their share (the default redraws the frame,
-    which favours the short ones: 3 % of the captions put the positions first instead of 17 %).
+    The default draws the frame (weights 4:2:3:3) up to 8 times around the same phrases, which
+    favours the short forms: 3 % of the captions put the positions first instead of 17 %.
+    ``keep_form``: the form is drawn once and the object phrases are redrawn, up to 20 times,
+    until it fits, so the long forms keep most of their share (12 %).
     """
     by_pos = {o.get("position"): o for o in objs}
     if set(by_pos) != {"left", "right"}:  # positions unknown: keep the record's order
