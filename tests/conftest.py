@@ -14,9 +14,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-# the decoded-image cache of real data sets goes to a throw-away folder, not ~/.cache, removed
-# when the test run ends (a run leaves nothing behind in /tmp)
-if "TGSR_CACHE_DIR" not in os.environ:
-    os.environ["TGSR_CACHE_DIR"] = tempfile.mkdtemp(prefix="tgsr-test-cache-")
-    atexit.register(shutil.rmtree, os.environ["TGSR_CACHE_DIR"], ignore_errors=True)
+# A test run leaves nothing behind in /tmp: one scratch folder, removed when the run ends, holds
+# the decoded-image cache of real data sets (not ~/.cache) and the temporary files of the
+# processes the tests start (TMPDIR: torchrun's torchelastic_* folders, the CLI's temp files).
+# Only the first process sets it up; the processes it starts inherit it.
+if "TGSR_TEST_SCRATCH" not in os.environ:
+    os.environ["TGSR_TEST_SCRATCH"] = tempfile.mkdtemp(prefix="tgsr-tests-")
+    atexit.register(shutil.rmtree, os.environ["TGSR_TEST_SCRATCH"], ignore_errors=True)
+    os.environ.setdefault("TGSR_CACHE_DIR", os.path.join(os.environ["TGSR_TEST_SCRATCH"], "cache"))
+    os.environ["TMPDIR"] = os.environ["TGSR_TEST_SCRATCH"]
 torch.set_num_threads(1)
