@@ -8,12 +8,12 @@ the evaluation scores it (the nearest of the 32 pattern fills), then sorted into
 other object's fill (the caption's words bound to the wrong shape); its own pattern in wrong
 colours; the other object's pattern; anything else.
 
-``counts`` / ``shares``: under each scene's evaluation caption. With ``--captions N``, each scene
-is also upscaled under N more captions drawn as training captions are (natural forms, fixed
-seeds), and ``by_form`` sorts those outcomes by the caption's sentence form (:func:`caption_form`)
-and by whether the two shapes are the same: the evaluation captions are 3 % position-first
-sentences, so a form the model reads badly hardly moves the headline accuracy. Prints (and with
-``--out`` writes) one JSON object.
+``counts`` / ``shares``: under each scene's evaluation caption. With ``--captions N``, each
+scene is also upscaled under N more captions drawn as training captions are (natural forms,
+fixed seeds), and ``by_form`` sorts those outcomes by the caption's sentence form
+(``tgsr.data.synthetic_text.caption_form``) and by whether the two shapes are the same: the
+evaluation captions are 3 % position-first sentences, so a form the model reads badly hardly
+moves the headline accuracy. Prints (and with ``--out`` writes) one JSON object.
 """
 
 from __future__ import annotations
@@ -22,18 +22,15 @@ import argparse
 import dataclasses
 import json
 import random
-import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import torch
 
 from tgsr.data.synthetic import SyntheticDataset, fill_key
-from tgsr.data.synthetic_text import make_caption
+from tgsr.data.synthetic_text import caption_form, make_caption
 from tgsr.evaluation.shapecaps import classify_fill
 from tgsr.run_folder import read_run
-
-FORMS = ("position_after_both", "position_after_one", "position_before", "relation")
 
 
 def classify(pred: tuple, obj: dict, other: dict) -> str:
@@ -48,18 +45,6 @@ def classify(pred: tuple, obj: dict, other: dict) -> str:
     if theirs is not None and pred[0] == theirs[0]:
         return "other_object_pattern"
     return "other"
-
-
-def caption_form(caption: str) -> str:
-    """The sentence form of a two-object caption of ``make_caption``: ``relation`` ("A left of
-    B"), ``position_before`` ("on the left is A and on the right sits B"), or a position after
-    each object (``position_after_both``) or after the first only (``position_after_one``)."""
-    if re.search(r"\b(left|right) of\b", caption):
-        return "relation"
-    if re.search(r"\b(left|right) (is|sits|there)\b", caption):
-        return "position_before"
-    sides = len(re.findall(r"\b(left|right)\b", caption))
-    return "position_after_both" if sides == 2 else "position_after_one"
 
 
 def _outcomes(model, lq, captions, attrs) -> list[str]:

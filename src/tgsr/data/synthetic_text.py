@@ -217,6 +217,24 @@ def make_caption(
     return _two_object_caption(objs, rng, compact=True)
 
 
+CAPTION_FORMS = ("position_after_both", "position_after_one", "position_before", "relation")
+
+
+def caption_form(caption: str) -> str:
+    """The sentence form of a two-object caption of :func:`make_caption` (one of
+    :data:`CAPTION_FORMS`): ``relation`` ("A left of B"), ``position_before`` ("on the left is A
+    and on the right sits B"), or a position after each object (``position_after_both``) or after
+    the first only (``position_after_one``)."""
+    tokens = tokenize(caption)
+    pairs = list(zip(tokens, tokens[1:], strict=False))
+    if any(a in ("left", "right") and b == "of" for a, b in pairs):
+        return "relation"
+    if any(a in ("left", "right") and b in _FORWARD for a, b in pairs):
+        return "position_before"
+    sides = sum(t in ("left", "right") for t in tokens)
+    return "position_after_both" if sides == 2 else "position_after_one"
+
+
 def caption_words() -> set[str]:
     """Every token :func:`make_caption` can emit (the closed caption vocabulary)."""
     phrases: list[str] = ["a an with in on of and", *_LEADS_ONE, *_LEADS_TWO]
