@@ -71,7 +71,11 @@ def train(
 def evaluate(
     model: Annotated[
         list[Path],
-        typer.Option("--model", "-m", help="Run or pipeline folder (repeatable: name=DIR)."),
+        typer.Option(
+            "--model",
+            "-m",
+            help="Training run folder (repeatable: name=DIR); not an exported pipeline.",
+        ),
     ],
     config: Annotated[
         str | None, typer.Option("--config", "-c", help="Data config (default: the model's own).")

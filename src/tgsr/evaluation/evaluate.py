@@ -11,6 +11,8 @@ accuracy, edit success and swap success).
 from __future__ import annotations
 
 import dataclasses
+import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -116,7 +118,9 @@ class DAMSMScorer:
             tims.append(tim(regions, text.words, text.token_mask, self.g1, self.g2))
             globs.append(glob)
             sents.append(text.sentence)
-        rp = r_precision(torch.cat(globs), torch.cat(sents), self.rp_candidates, self.seed)
+        with warnings.catch_warnings():  # the note travels in the result; evaluate() prints it
+            warnings.simplefilter("ignore")
+            rp = r_precision(torch.cat(globs), torch.cat(sents), self.rp_candidates, self.seed)
         per_image = torch.cat(tims).float().cpu()
         return {"tim": float(per_image.mean()), "tim_per_image": per_image,
                 "r_precision": rp.value, "rp_note": rp.note}  # fmt: skip
@@ -237,6 +241,8 @@ def evaluate(
                                       ec.batch_size)  # fmt: skip
     if shapecaps is not None:
         results["benchmark"] = shapecaps.summary()
+    if "r_precision" in results["notes"]:
+        console.print(f"[yellow]note: R-precision: {results['notes']['r_precision']}[/]")
     figures = _figures(models, outputs, test, vocab, out_dir / "figures", shapecaps)
     paths = write_report(out_dir, results, {**(extra_figures or {}), **figures}, meta or {})
     console.print(f"report: {paths['html']}")
@@ -282,6 +288,23 @@ def _figures(models, outputs, test, vocab, fig_dir: Path, shapecaps) -> dict:
 
 
 # ----------------------------------------------------------------------------- CLI glue
+def _refuse_pipeline_folder(path: Path) -> None:
+    """A pipeline folder (``tgsr export``) holds no data config and no training DAMSM: say so, and
+    name the run it was exported from."""
+    meta = path / "pipeline.json"
+    if (path / "config.yaml").exists() or not meta.is_file():
+        return
+    try:
+        source = json.loads(meta.read_text()).get("source")
+    except (OSError, ValueError, AttributeError):
+        source = None
+    hint = f" (this one was exported from {source})" if source else ""
+    raise TGSRError(
+        f"{path} is a pipeline folder; tgsr eval needs the training run folder it was "
+        f"exported from{hint}"
+    )
+
+
 def evaluate_cli(model_args, config, data_root, out, eval_damsm, overrides, bicubic) -> dict:
     models: dict[str, Callable] = {}
     cfg = None
@@ -289,6 +312,7 @@ def evaluate_cli(model_args, config, data_root, out, eval_damsm, overrides, bicu
     for arg in model_args:
         name, _, path = str(arg).rpartition("=")
         path = Path(path)
+        _refuse_pipeline_folder(path)
         sr_model, run_cfg = load_run(path)
         name = name or path.name
         models[name] = sr_model
