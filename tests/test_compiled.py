@@ -100,3 +100,16 @@ def test_cli_compile_flag_with_a_failing_compile(model_dir, tmp_path, monkeypatc
     assert exc.value.code == 0, err
     assert "Traceback" not in err and (tmp_path / "out" / "in.png").is_file()
     assert any("torch.compile" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("user_level", [logging.NOTSET, logging.INFO])
+def test_the_first_call_quiets_torch_cpp_extension_unless_the_user_set_it(monkeypatch, user_level):
+    """torch logs "No CUDA runtime is found, using CUDA_HOME=..." when the first compile imports
+    torch.utils.cpp_extension on a GPU-less machine with a CUDA folder."""
+    from tgsr.compiled import CompiledForward
+
+    cpp_log = logging.getLogger("torch.utils.cpp_extension")
+    monkeypatch.setattr(cpp_log, "level", user_level)
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: module)
+    CompiledForward(torch.nn.Conv2d(3, 4, 3))(torch.rand(1, 3, 8, 8))
+    assert cpp_log.level == (logging.ERROR if user_level == logging.NOTSET else user_level)

@@ -57,6 +57,7 @@ class CompiledForward:
 
     def __call__(self, *args, **kwargs):
         if self._compiled is not None:
+            _quiet_cpp_extension_log()
             try:
                 return self._compiled(*args, **kwargs)
             except Exception as exc:
@@ -66,3 +67,12 @@ class CompiledForward:
                 self._give_up(exc)
                 return out
         return self.module(*args, **kwargs)
+
+
+def _quiet_cpp_extension_log() -> None:
+    """The first compile imports ``torch.utils.cpp_extension``, which logs "No CUDA runtime is
+    found, using CUDA_HOME=..." on any machine with a CUDA folder and no GPU: noise on a CPU
+    run. Raised to ERROR unless the user set that logger's level."""
+    cpp_log = logging.getLogger("torch.utils.cpp_extension")
+    if cpp_log.level == logging.NOTSET:
+        cpp_log.setLevel(logging.ERROR)
