@@ -205,7 +205,7 @@ def test_jsonl_manifests_of_any_lines(lines, skip_bad):
 @given(st.lists(st.text(max_size=60) | JSON.map(json.dumps), max_size=6), st.booleans())
 @example(['{"image": "\\u0000"}'], False)
 def test_upscale_manifests_of_any_lines(lines, skip_bad):
-    from tgsr.cli.inference import collect_jobs
+    from tgsr.cli.upscale import collect_jobs
 
     manifest = _scratch() / "m.jsonl"
     manifest.write_text("\n".join(lines), encoding="utf-8", errors="surrogatepass")

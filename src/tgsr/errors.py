@@ -14,8 +14,8 @@ class ModelFormatError(TGSRError):
 
 
 class Interrupted(TGSRError):
-    """A multi-stage command stopped by SIGINT / SIGTERM after the stage wrote its checkpoint;
-    the CLI prints it and exits with 130."""
+    """A command stopped by SIGINT / SIGTERM after keeping what it had made (a training stage's
+    checkpoint, the outputs written so far); the CLI prints it and exits with 130."""
 
 
 class CompileError(TGSRError):

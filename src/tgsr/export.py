@@ -22,6 +22,7 @@ ONNX inputs / outputs::
 
 from __future__ import annotations
 
+import os
 import shutil
 import warnings
 from pathlib import Path
@@ -30,6 +31,7 @@ import torch
 from torch import nn
 
 from tgsr.errors import TGSRError
+from tgsr.files import new_dir_beside
 from tgsr.lr_guard import check_guard_db
 from tgsr.pipeline import PIPELINE_NAME, TGSRPipeline, pipeline_from_run
 
@@ -58,18 +60,45 @@ def export_pipeline(
         raise TGSRError(f"{out} is a file; --out must be a folder")
     if out.is_dir() and any(out.iterdir()) and not (out / PIPELINE_NAME).is_file():
         raise TGSRError(f"{out} exists, is not empty and is not a pipeline folder")
-    pipe = pipeline_from_run(run)
     if lr_guard is not None:
         try:
-            pipe.info.lr_guard = check_guard_db(lr_guard, zero_is_off=False)
+            lr_guard = check_guard_db(lr_guard, zero_is_off=False)
         except ValueError as exc:
             raise TGSRError(str(exc)) from None
-    if (out / "onnx").is_dir():
-        shutil.rmtree(out / "onnx")
-    pipe.save_pretrained(out)
-    if onnx:
-        export_onnx(pipe, out / "onnx")
+    pipe = pipeline_from_run(run)
+    if lr_guard is not None:
+        pipe.info.lr_guard = lr_guard
+    # written into a fresh folder beside OUT, then swapped in: a failed export leaves OUT as it
+    # was, a finished one holds only the new model (no old text_encoder/, vocab.json, onnx/)
+    target = out.resolve() if out.is_symlink() else out
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = new_dir_beside(target)
+    try:
+        pipe.save_pretrained(tmp)
+        if onnx:
+            export_onnx(pipe, tmp / "onnx")
+        _swap_in(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return out
+
+
+def _swap_in(new: Path, target: Path) -> None:
+    """Put folder ``new`` at ``target``: the old ``target`` is renamed aside, ``new`` renamed
+    into its place, then the old one removed (two renames: if the process dies between them,
+    the old folder is still there under ``.NAME.*.old``)."""
+    if not target.exists():
+        os.replace(new, target)
+        return
+    old = new_dir_beside(target, "old")
+    os.replace(target, old)  # onto the empty folder just made: atomic on POSIX
+    try:
+        os.replace(new, target)
+    except BaseException:
+        os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------- ONNX
@@ -111,7 +140,7 @@ def export_onnx(pipe: TGSRPipeline, out_dir: str | Path, opset: int = ONNX_OPSET
         raise TGSRError(f"ONNX opset must be >= 17, got {opset}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    generator = pipe.generator.float().cpu().eval()
+    generator = pipe.float32_generator().eval()  # the exact float32 weights, on the CPU
     size = max(pipe.info.lq_size, 8)
     lq = torch.rand(2, 3, size, size)
     written = []
@@ -161,7 +190,6 @@ def export_onnx(pipe: TGSRPipeline, out_dir: str | Path, opset: int = ONNX_OPSET
             dynamic_axes=axes,
         )
         written.append(path)
-    pipe.to(pipe.device, dtype=pipe.dtype)  # back to the pipeline's dtype (norms stay float32)
     pipe.generator.eval()
     if pipe.text_encoder is not None:
         pipe.text_encoder.to(pipe.device).eval()

@@ -10,7 +10,9 @@
     result.words, result.attention[0].shape                   # ['a', 'red', ...], (n_words, H, W)
 
 Inputs: a PIL image, a numpy ``uint8 (H, W, 3)`` (or ``(H, W)`` grey) array, or a torch float
-tensor in [0, 1] shaped ``(3, H, W)`` or ``(B, 3, H, W)``. The output is ``scale`` times the input
+tensor in [0, 1] shaped ``(3, H, W)`` or ``(B, 3, H, W)`` (a batch; a Python list of images is
+refused: one call per image). A call whose outputs would exceed ``MAX_OUTPUT_PIXELS`` (2**28, as
+``tgsr upscale``) is refused before any work. The output is ``scale`` times the input
 size, as PIL images by default (``output_type="np"``: uint8 arrays, ``"pt"``: a float tensor
 ``(B, 3, H, W)`` clamped to [0, 1]).
 
@@ -39,7 +41,9 @@ input (:mod:`tgsr.lr_guard`).
 
 from __future__ import annotations
 
+import copy
 import json
+import operator
 import os
 import warnings
 from dataclasses import asdict, dataclass, field, fields
@@ -56,6 +60,7 @@ from tgsr.data.degradations import imresize
 from tgsr.data.images import _to_rgb
 from tgsr.device import fast_bf16
 from tgsr.errors import BadInputError, ModelFormatError, TGSRError
+from tgsr.files import atomic_write
 from tgsr.lr_guard import check_guard_db
 from tgsr.lr_guard import lr_guard as apply_lr_guard
 from tgsr.models.serialization import (
@@ -68,6 +73,7 @@ from tgsr.run_folder import read_run
 from tgsr.text import Vocabulary, tokenize
 from tgsr.tiling import (
     TilePlan,
+    check_tile_options,
     parse_memory,
     peak_activation_bytes,
     plan_tiles,
@@ -88,6 +94,7 @@ __all__ = [
     "TGSROutput",
     "TGSRPipeline",
     "DEFAULT_MAX_MEMORY",
+    "MAX_OUTPUT_PIXELS",
     "fast_bf16",
     "pipeline_from_run",
     "resolve_dtype",
@@ -117,15 +124,20 @@ def cast_generator(generator: torch.nn.Module, dtype: torch.dtype) -> torch.nn.M
     """``generator.to(dtype)`` with its normalisation layers kept in float32: they normalise in
     float32 (``MaskedBatchNorm`` casts its input up; a bf16 BatchNorm2d input with float32
     statistics is a supported mixed case), so the statistics stay exact. In place; returned."""
+    norms = [m for m in generator.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    # their float32 values, not bf16-rounded ones brought back to float32
+    kept = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in norms]
     generator.to(dtype)
     if dtype != torch.float32:
-        for m in generator.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.float()
+        for m, state in zip(norms, kept, strict=True):
+            m.float().load_state_dict(state)
     return generator
 
 
 DEFAULT_MAX_MEMORY = 2 * 2**30  # activation bytes of one generator call (tiles beyond it)
+# output pixels of one call (all images of a batch together): 2**28 = 16384x16384, 0.75 GiB as
+# uint8 RGB; larger requests are refused before any work (``max_output_pixels=`` raises it)
+MAX_OUTPUT_PIXELS = 2**28
 
 
 @dataclass
@@ -174,11 +186,31 @@ class PipelineInfo:
         missing = [k for k in ("scale", "lq_size", "max_words") if k not in payload]
         if missing:
             raise ModelFormatError(f"{path}: missing key(s) {', '.join(missing)}")
-        for key in ("scale", "lq_size", "max_words"):
-            if isinstance(payload[key], bool) or not isinstance(payload[key], int):
-                raise ModelFormatError(f"{path}: {key} must be an integer, got {payload[key]!r}")
+        # every field checked here, so a bad value is one line naming it, not a failure later
+        least = {"scale": 1, "lq_size": 1, "max_words": 1, "tile": 4, "tile_overlap": 1}
+        for key, low in least.items():
+            value = payload.get(key)
+            if value is None and key in ("tile", "tile_overlap"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                null = " (or null)" if key in ("tile", "tile_overlap") else ""
+                raise ModelFormatError(
+                    f"{path}: {key} must be an integer >= {low}{null}, got {value!r}"
+                )
         if not isinstance(payload.get("use_text", True), bool):
             raise ModelFormatError(f"{path}: use_text must be true or false")
+        if payload.get("degradation", "bicubic") not in ("bicubic", "bilinear"):
+            raise ModelFormatError(
+                f"{path}: degradation must be bicubic or bilinear, got {payload['degradation']!r}"
+            )
+        for key in ("name", "source", "tgsr_version"):
+            value = payload.get(key)
+            if (
+                key in payload
+                and not isinstance(value, str)
+                and (key == "name" or value is not None)
+            ):
+                raise ModelFormatError(f"{path}: {key} must be a string, got {value!r}")
         try:
             check_guard_db(payload.get("lr_guard"), zero_is_off=False)
         except ValueError as exc:
@@ -207,6 +239,10 @@ class TGSROutput:
 
 
 # ----------------------------------------------------------------------------- image conversion
+
+
+# float tensor inputs may stray this far outside [0, 1] (resampling overshoot); further is refused
+RANGE_TOLERANCE = 0.01
 
 
 def to_batch(image) -> torch.Tensor:
@@ -240,11 +276,33 @@ def to_batch(image) -> torch.Tensor:
         if not torch.isfinite(t).all():  # NaN / Inf have no colour: refused, not clamped
             bad = int((~torch.isfinite(t)).sum())
             raise BadInputError(f"the image tensor holds {bad} NaN/infinite value(s)")
+        if t.numel():  # a 0..255 float image would come out almost white: refused, as numpy
+            lo, hi = float(t.min()), float(t.max())
+            if lo < -RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
+                hint = " (a 0..255 image? divide it by 255)" if hi > 2 else ""
+                raise BadInputError(
+                    f"tensor images must be float in [0, 1], got values in [{lo:.4g}, {hi:.4g}]"
+                    f"{hint}"
+                )
         return t.float()
     raise BadInputError(
-        f"unsupported image type {type(image).__name__}: pass a PIL image, a uint8 numpy array "
-        "or a float tensor in [0, 1]"
+        f"unsupported image type {type(image).__name__}: pass one PIL image, a uint8 numpy array "
+        "or a float tensor in [0, 1] (a batch: one (B, 3, H, W) tensor; a list of images: one "
+        "call per image)"
     )
+
+
+def _batch_shape(image) -> tuple[int, int, int] | None:
+    """(B, H, W) of an input as :func:`to_batch` will read it, without converting it (None:
+    not a shape it reads; to_batch then says why)."""
+    if isinstance(image, Image.Image):
+        return 1, image.height, image.width
+    if isinstance(image, np.ndarray) and image.ndim in (2, 3):
+        return 1, image.shape[0], image.shape[1]
+    if torch.is_tensor(image) and image.ndim in (3, 4):
+        b = image.shape[0] if image.ndim == 4 else 1
+        return b, image.shape[-2], image.shape[-1]
+    return None
 
 
 def _to_uint8(sr: torch.Tensor) -> torch.Tensor:
@@ -286,6 +344,9 @@ class TGSRPipeline:
         self.dtype = torch.float32
         self._radius: int | None = None
         self._forward = self.generator  # or a CompiledForward (compile_generator)
+        # the generator's float32 weights (CPU) while it runs in a lower precision: what
+        # save_pretrained / ONNX export write and what .to(dtype=float32) restores
+        self._float32_state: dict[str, torch.Tensor] | None = None
         self.generator.to(memory_format=self.memory_format)
 
     # -- construction --------------------------------------------------------------------------
@@ -371,16 +432,41 @@ class TGSRPipeline:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         (path / PIPELINE_NAME).unlink(missing_ok=True)
-        save_generator(self.generator.float(), path / "generator")
+        save_generator(self.float32_generator(), path / "generator")
         if self.info.use_text:
             save_text_encoder(self.text_encoder.float(), path / "text_encoder")
             self.vocab.save(path / "vocab.json")
-        cast_generator(self.generator, self.dtype)
         info = PipelineInfo(**{**asdict(self.info), "tgsr_version": __version__})
-        tmp = path / f".{PIPELINE_NAME}.tmp"
-        tmp.write_text(json.dumps(info.to_json(), indent=2) + "\n")
-        os.replace(tmp, path / PIPELINE_NAME)
+        atomic_write(path / PIPELINE_NAME, json.dumps(info.to_json(), indent=2) + "\n")
         return path
+
+    def float32_generator(self) -> torch.nn.Module:
+        """The generator in float32 on the CPU, with the exact float32 weights it was loaded
+        with when it runs in bf16 (a copy then; ``self.generator`` itself when it already
+        runs in float32 on the CPU). Weights changed after a bf16 conversion are upcast, with a
+        warning that they hold bf16-rounded values."""
+        if self.dtype == torch.float32 and self.device.type == "cpu":
+            return self.generator
+        generator = copy.deepcopy(self.generator).float().cpu()
+        if self.dtype != torch.float32:
+            if self._float32_state is not None and self._master_matches():
+                generator.load_state_dict(self._float32_state)
+            else:
+                warnings.warn(
+                    f"the generator runs in {self.dtype} and its float32 weights are not kept "
+                    "(changed after the conversion): the float32 copy holds rounded weights",
+                    stacklevel=3,
+                )
+        return generator
+
+    def _master_matches(self) -> bool:
+        """Whether the generator still holds ``_float32_state`` cast to its dtypes (nothing
+        changed its weights since the conversion)."""
+        state = self.generator.state_dict()
+        master = self._float32_state or {}
+        if state.keys() != master.keys():
+            return False
+        return all(torch.equal(v, master[k].to(v.device, v.dtype)) for k, v in state.items())
 
     def to(
         self, device: str | torch.device | None = None, *, dtype: torch.dtype | str | None = None
@@ -399,6 +485,15 @@ class TGSRPipeline:
                 self.text_encoder.to(self.device)
         if dtype is not None:
             dtype = resolve_dtype(dtype, self.device)
+            if dtype != torch.float32 and self.dtype == torch.float32:  # keep the exact weights
+                state = self.generator.state_dict()
+                self._float32_state = {k: v.detach().cpu().clone() for k, v in state.items()}
+            elif dtype == torch.float32 and self.dtype != torch.float32:
+                restore = self._float32_state is not None and self._master_matches()
+                cast_generator(self.generator, dtype)
+                if restore:
+                    self.generator.load_state_dict(self._float32_state)
+                self._float32_state = None
             self.dtype = dtype
             cast_generator(self.generator, dtype)
         self.generator.to(memory_format=self.memory_format)
@@ -440,9 +535,10 @@ class TGSRPipeline:
             words.append(tokens[: self.max_words])
             unknown.append(enc.unknown)
             if len(tokens) > self.max_words:
+                read = " ".join(tokens[: self.max_words])
                 notes.append(
                     f"caption has {len(tokens)} words; the model reads the first "
-                    f"{self.max_words}: {caption!r}"
+                    f"{self.max_words}: '{read} …'"
                 )
             if tokens and len(enc.unknown) == enc.length:
                 notes.append(
@@ -486,17 +582,34 @@ class TGSRPipeline:
                 return None
             if overlap is None and self.info.tile_overlap is not None:
                 overlap = min(self.info.tile_overlap, tile // 2)
-        if tile < 4:
-            raise TGSRError(f"tile must be at least 4 LR pixels, got {tile}")
-        radius = self.receptive_radius
-        if overlap is None:
-            overlap = 2 * radius
-        if not 0 < overlap < tile:
-            raise TGSRError(f"overlap must be in [1, tile), got overlap={overlap}, tile={tile}")
+        try:
+            check_tile_options(tile, overlap)
+            radius = self.receptive_radius
+            if overlap is None:
+                overlap = 2 * radius
+            check_tile_options(tile, overlap, ("tile", "overlap (default: twice the radius)"))
+        except ValueError as exc:
+            raise TGSRError(str(exc)) from None
         margin = radius if overlap >= 2 * radius else 0  # 0: blended seams
         mem = memory_of(tile, b)
         batch_tiles = max(1, min(budget // max(mem, 1), 64))
         return TilePlan(tile, overlap, margin, int(batch_tiles), 0, 0, mem, _pixels=h * w)
+
+    def _check_output_size(self, b: int, h: int, w: int, limit: int) -> None:
+        try:
+            n = operator.index(limit)
+        except TypeError:
+            n = 0
+        if isinstance(limit, bool) or n < 1:
+            raise BadInputError(f"max_output_pixels must be a positive integer, got {limit!r}")
+        limit = n
+        s = self.scale
+        if b * h * s * w * s > limit:
+            images = f"{b} images of " if b > 1 else ""
+            raise BadInputError(
+                f"{images}{w}x{h} would give {w * s}x{h * s} output(s), above the {limit} pixel "
+                "limit; downscale or crop the input first (or raise max_output_pixels=)"
+            )
 
     @property
     def receptive_radius(self) -> int:
@@ -517,6 +630,7 @@ class TGSRPipeline:
         output_type: OutputType = "pil",
         progress=None,
         lr_guard: float | None = None,
+        max_output_pixels: int = MAX_OUTPUT_PIXELS,
     ) -> TGSROutput:
         """Upscale ``image`` guided by ``text``.
 
@@ -539,6 +653,9 @@ class TGSRPipeline:
                 (:func:`tgsr.lr_guard.lr_guard`; ``TGSROutput.lr_guard_alpha`` says how far each
                 was pulled). Default: ``pipeline.json``'s ``lr_guard`` (none unless the folder
                 sets one); ``0``: off.
+            max_output_pixels: refuse (:class:`BadInputError`, before any work) a call whose
+                outputs, all images of a batch together, would hold more pixels than this
+                (default ``MAX_OUTPUT_PIXELS`` = 2**28, as ``tgsr upscale``).
         """
         if output_type not in ("pil", "np", "pt"):
             raise TGSRError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
@@ -546,6 +663,14 @@ class TGSRPipeline:
             lr_guard = check_guard_db(lr_guard, zero_is_off=True)
         except ValueError as exc:
             raise BadInputError(str(exc)) from None
+        if max_memory is not None:  # checked even when nothing is tiled
+            try:
+                parse_memory(max_memory)
+            except ValueError as exc:
+                raise BadInputError(f"max_memory: {exc}") from None
+        shape = _batch_shape(image)
+        if shape is not None:
+            self._check_output_size(*shape, max_output_pixels)
         lq = to_batch(image)
         b, _, h, w = lq.shape
         if h < 1 or w < 1:

@@ -22,7 +22,7 @@ from tgsr.errors import ModelFormatError
 from tgsr.models import TextEncoder, build_generator
 from tgsr.models.serialization import load_generator, load_state_strict, load_text_encoder
 from tgsr.text import Vocabulary
-from tgsr.training.checkpoint import latest_checkpoint
+from tgsr.training.checkpoint import checkpoint_candidates, verify_checkpoint
 
 __all__ = ["RunModel", "load_run_config", "read_run", "run_text_encoder"]
 
@@ -44,20 +44,30 @@ def load_run_config(run: Path) -> Config:
         raise ModelFormatError(f"{run}: not a training run folder (no config.yaml)")
     try:
         return load_config(path)
-    except ConfigError as exc:
-        raise ModelFormatError(f"{path}: {exc}") from None
+    except ConfigError as exc:  # errors reading the file name it already; others get its name
+        msg = str(exc)
+        raise ModelFormatError(msg if str(path) in msg else f"{path}: {msg}") from None
 
 
 def _checkpoint_folder(run: Path, what: str) -> Path:
     """The newest checkpoint of ``run`` that verifies (``checkpoints/last``, else an older
     ``step_*`` one, e.g. after a kill between the two renames of a checkpoint write)."""
-    found = latest_checkpoint(run / "checkpoints")
-    if found is None:
+    damaged: list[str] = []
+    for folder in checkpoint_candidates(run / "checkpoints"):  # newest first
+        try:
+            verify_checkpoint(folder)
+            return folder
+        except ModelFormatError as exc:
+            damaged.append(str(exc))
+    if damaged:  # checkpoints were written but are damaged: say which file and how
+        more = f" (and {len(damaged) - 1} older damaged one(s))" if len(damaged) > 1 else ""
         raise ModelFormatError(
-            f"{run}: no {what}/ folder and no usable checkpoint in checkpoints/ "
-            "(training never saved a model)"
+            f"{run}: no {what}/ folder and no usable checkpoint: {damaged[0]}{more}"
         )
-    return found[0]
+    raise ModelFormatError(
+        f"{run}: no {what}/ folder and no usable checkpoint in checkpoints/ "
+        "(training never saved a model)"
+    )
 
 
 def _state_from_checkpoint(run: Path, prefixes: tuple[str, ...], what: str) -> dict:

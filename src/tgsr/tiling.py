@@ -37,6 +37,7 @@ __all__ = [
     "TilePlan",
     "parse_memory",
     "activation_bytes",
+    "check_tile_options",
     "peak_activation_bytes",
     "plan_tiles",
     "receptive_radius",
@@ -44,6 +45,26 @@ __all__ = [
     "tile_weights",
     "tiled_apply",
 ]
+
+
+MIN_TILE = 4  # LR pixels: a smaller tile has no room for its overlap
+
+
+def check_tile_options(
+    tile: int | None, overlap: int | None, names: tuple[str, str] = ("tile", "overlap")
+) -> None:
+    """The rule for a requested tiling (None: chosen automatically): ``tile`` 0 (never tile) or
+    at least :data:`MIN_TILE` LR pixels, ``0 < overlap < tile``. ValueError naming the options
+    as ``names`` says (``("--tile", "--overlap")`` on the command line)."""
+    t, o = names
+    if tile is not None and tile != 0 and tile < MIN_TILE:
+        raise ValueError(
+            f"{t} must be at least {MIN_TILE} LR pixels (or 0: never tile), got {tile}"
+        )
+    if overlap is not None and overlap < 1:
+        raise ValueError(f"{o} must be at least 1 LR pixel, got {overlap}")
+    if tile and overlap is not None and overlap >= tile:
+        raise ValueError(f"{o} must be smaller than {t}, got {o} {overlap} with {t} {tile}")
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -394,7 +415,11 @@ def peak_activation_bytes(
 
 def parse_memory(text: str | int | float) -> int:
     """``"2GB"``, ``"512MiB"``, ``"1.5G"``, ``"3e9"`` or a number of bytes -> bytes."""
+    if isinstance(text, bool) or not isinstance(text, (int, float, str)):
+        raise ValueError(f"cannot read a memory size from {text!r} (e.g. 2GB, 512MiB)")
     if isinstance(text, (int, float)):
+        if text != text or text in (float("inf"), float("-inf")):
+            raise ValueError(f"memory size must be a finite number, got {text!r}")
         value = int(text)
     else:
         units = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6,
@@ -405,7 +430,7 @@ def parse_memory(text: str | int | float) -> int:
         unit = raw[len(num) :]
         try:
             value = int(float(num) * units[unit])
-        except (ValueError, KeyError):
+        except (ValueError, KeyError, OverflowError):
             raise ValueError(
                 f"cannot read a memory size from {text!r} (e.g. 2GB, 512MiB)"
             ) from None

@@ -13,6 +13,7 @@ from tgsr.cli import fetch as fetch_cmds
 from tgsr.cli import inference as inference_cmds
 from tgsr.cli import synth as synth_cmds
 from tgsr.cli import train as train_cmds
+from tgsr.cli import upscale as upscale_cmds
 from tgsr.config import ConfigError
 from tgsr.errors import Interrupted, TGSRError
 
@@ -44,10 +45,18 @@ app.command("train")(train_cmds.train)
 app.command("eval")(train_cmds.evaluate)
 app.command("quickstart")(train_cmds.quickstart)
 app.command("configs")(train_cmds.configs)
-app.command("upscale")(inference_cmds.upscale)
+app.command("upscale")(upscale_cmds.upscale)
 app.command("export")(inference_cmds.export)
 app.command("demo")(inference_cmds.demo)
 fetch_app.command("niqe")(fetch_cmds.niqe)
+
+
+def _from_ctrl_c(exc: BaseException | None) -> bool:
+    while exc is not None:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def main() -> None:
@@ -66,6 +75,12 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.secho("interrupted", err=True)
         sys.exit(130)
+    except SystemExit as exc:
+        # typer turns Ctrl-C in a command into a silent exit 130; say so (a command that says
+        # more, such as upscale or quickstart, raises Interrupted instead)
+        if exc.code == 130 and _from_ctrl_c(exc):
+            typer.secho("interrupted", err=True)
+        raise
     except Exception as exc:  # noqa: BLE001 - last-resort one-line report
         if debug:
             raise

@@ -42,7 +42,6 @@ import json
 import os
 import pickle
 import random
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +55,7 @@ from tgsr.data.images import list_images, load_image
 from tgsr.data.recolour import recolour
 from tgsr.data.sample import make_sample
 from tgsr.errors import BadInputError, TGSRError
+from tgsr.files import atomic_write
 from tgsr.text import Vocabulary, tokenize
 
 BBox = tuple[float, float, float, float]  # x, y, width, height (pixels)
@@ -493,6 +493,11 @@ def prepare_image(
     return crop(resize_shorter_side(img, load_size(hr_size, load_ratio)), hr_size, crop_at)
 
 
+def _save_npy(path: str, img: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.save(f, np.ascontiguousarray(img), allow_pickle=False)
+
+
 def default_cache_dir() -> Path:
     """``$TGSR_CACHE_DIR``, else ``$XDG_CACHE_HOME/tgsr``, else ``~/.cache/tgsr``."""
     if os.environ.get("TGSR_CACHE_DIR"):
@@ -547,10 +552,7 @@ class DecodeCache:
         if file is not None:
             try:
                 file.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=".tmp-", suffix=".npy")
-                with os.fdopen(fd, "wb") as f:
-                    np.save(f, np.ascontiguousarray(img), allow_pickle=False)
-                os.replace(tmp, file)
+                atomic_write(file, lambda tmp: _save_npy(tmp, img))
             except OSError:
                 pass  # a read-only or full disk: run without the cache
         return img

@@ -20,18 +20,27 @@ Any failure (missing, corrupt, truncated, unsupported file, an image above Pillo
 
 from __future__ import annotations
 
-import os
+import contextlib
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from tgsr.errors import BadInputError
+from tgsr.files import atomic_write
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
-__all__ = ["IMAGE_EXTENSIONS", "is_image_file", "list_images", "load_image", "save_png"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "image_size",
+    "is_image_file",
+    "list_images",
+    "load_image",
+    "save_png",
+]
 
 
 def is_image_file(path: str | Path) -> bool:
@@ -87,26 +96,14 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8).copy()
 
 
-def load_image(path: str | Path) -> np.ndarray:
-    """Read an image file as RGB ``uint8 (H, W, 3)``; see the module docstring."""
-    path = Path(path)
+@contextlib.contextmanager
+def _read_errors(path: Path) -> Iterator[None]:
+    """Pillow's and the file system's exceptions -> one-line ``BadInputError("<path>: ...")``."""
     limit = Image.MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                w, h = img.size
-                if limit is not None and w * h > limit:
-                    raise BadInputError(
-                        f"{path}: {w}x{h} pixels is above the decompression-bomb limit of "
-                        f"{limit} pixels (raise PIL.Image.MAX_IMAGE_PIXELS to allow it)"
-                    )
-                img.load()
-                try:
-                    img = ImageOps.exif_transpose(img)
-                except Exception:  # noqa: BLE001 - a broken EXIF block: keep the pixels as stored
-                    pass
-                out = _to_rgb(img)
+            yield
     except NonFiniteImageError as exc:
         raise BadInputError(f"{path}: {exc}") from None
     except BadInputError:
@@ -124,6 +121,44 @@ def load_image(path: str | Path) -> np.ndarray:
         ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise BadInputError(f"{path}: corrupt or truncated image ({_one_line(exc)})") from None
+
+
+def _check_pixels(path: Path, img: Image.Image) -> tuple[int, int]:
+    w, h = img.size
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and w * h > limit:
+        raise BadInputError(
+            f"{path}: {w}x{h} pixels is above the decompression-bomb limit of "
+            f"{limit} pixels (raise PIL.Image.MAX_IMAGE_PIXELS to allow it)"
+        )
+    return w, h
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(width, height)`` of an image file as :func:`load_image` would return it (EXIF
+    orientation applied), read from its header: nothing is decoded, so a file that is cut short
+    after the header passes here and fails in :func:`load_image`. Same one-line errors."""
+    path = Path(path)
+    with _read_errors(path), Image.open(path) as img:
+        w, h = _check_pixels(path, img)
+        try:
+            rotated = img.getexif().get(0x0112) in (5, 6, 7, 8)  # transposed orientations
+        except Exception:  # noqa: BLE001 - a broken EXIF block: load_image keeps the pixels too
+            rotated = False
+    return (h, w) if rotated else (w, h)
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read an image file as RGB ``uint8 (H, W, 3)``; see the module docstring."""
+    path = Path(path)
+    with _read_errors(path), Image.open(path) as img:
+        _check_pixels(path, img)
+        img.load()
+        try:
+            img = ImageOps.exif_transpose(img)
+        except Exception:  # noqa: BLE001 - a broken EXIF block: keep the pixels as stored
+            pass
+        out = _to_rgb(img)
     if out.ndim != 3 or out.shape[2] != 3 or min(out.shape[:2]) < 1:
         raise BadInputError(f"{path}: unsupported image layout {out.shape}")
     return out
@@ -137,9 +172,5 @@ def save_png(path: str | Path, img: np.ndarray) -> None:
         raise ValueError(f"save_png expects uint8 (H, W, 3) or (H, W), got {img.dtype} {img.shape}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")  # a kill mid-write leaves no half PNG under path
-    try:
-        Image.fromarray(np.ascontiguousarray(img)).save(tmp, format="PNG", compress_level=6)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    pil = Image.fromarray(np.ascontiguousarray(img))  # a kill mid-write leaves no half PNG
+    atomic_write(path, lambda tmp: pil.save(tmp, format="PNG", compress_level=6))

@@ -72,6 +72,30 @@ def _wrap(font, text: str, width: int) -> list[str]:
     return lines
 
 
+def _ellipsis(font) -> str:
+    # the bitmap font of Pillow < 10.1 draws Latin-1 only
+    return "…" if isinstance(font, ImageFont.FreeTypeFont) else "..."
+
+
+def _cut_words(font, text: str, max_words: int | None) -> str:
+    """The first ``max_words`` words of ``text`` and "…" when there were more."""
+    words = text.split()
+    if max_words is None or len(words) <= max_words:
+        return text
+    return " ".join(words[:max_words]) + f" {_ellipsis(font)}"
+
+
+def _cut_lines(font, lines: list[str], width: int, max_lines: int) -> list[str]:
+    """At most ``max_lines`` lines; when cut, the last one ends with "…" within ``width``."""
+    if len(lines) <= max_lines:
+        return lines
+    mark = _ellipsis(font)
+    last = lines[max_lines - 1]
+    while last and _text_width(font, f"{last} {mark}") > width:
+        last = last.rsplit(" ", 1)[0] if " " in last else last[:-1]
+    return [*lines[: max_lines - 1], f"{last} {mark}".strip()]
+
+
 def _line_height(font) -> int:
     _, top, _, bottom = font.getbbox("Ag")
     return bottom - top + 4
@@ -159,15 +183,19 @@ def edit_rows(
     path: str | Path,
     min_cell: int = 128,
     font_size: int = 13,
+    max_words: int | None = None,
+    max_lines: int = 4,
 ) -> Path:
     """One LR input and the outputs for several captions, side by side: ``LR input | out_1 |
-    ... | out_n`` with each caption written under its output."""
+    ... | out_n`` with each caption written under its output. A caption is cut to its first
+    ``max_words`` words (the words the model reads) and to ``max_lines`` lines, a cut marked
+    with "…", so a long caption cannot stretch the figure."""
     if len(captions) != len(outputs) or not outputs:
         raise ValueError(f"need one caption per output, got {len(captions)} and {len(outputs)}")
     cw, ch = _cell_size(list(outputs), min_cell)
     font = _font(font_size)
-    labels = ["LR input"] + [str(c) for c in captions]
-    wrapped = [_wrap(font, t, cw) for t in labels]
+    labels = ["LR input"] + [_cut_words(font, str(c), max_words) for c in captions]
+    wrapped = [_cut_lines(font, _wrap(font, t, cw), cw, max_lines) for t in labels]
     text_h = max(len(w) for w in wrapped) * _line_height(font) + _PAD
     canvas = Image.new("RGB", (_PAD + len(labels) * (cw + _PAD), 2 * _PAD + ch + text_h), _BG)
     draw = ImageDraw.Draw(canvas)

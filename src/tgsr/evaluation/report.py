@@ -19,7 +19,6 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,6 +26,8 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+from tgsr.files import atomic_write
 
 __all__ = [
     "HEADLINE_METRICS",
@@ -356,9 +357,7 @@ def _render_html(results, placed, meta, full_header, full_rows, full_notes) -> s
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, text)
 
 
 def write_report(

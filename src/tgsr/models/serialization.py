@@ -5,7 +5,7 @@ the module's config dataclass as it is, plus the constructor's other arguments (
 ``GeneratorConfig`` + ``scale`` and ``word_dim``; a text encoder's ``TextEncoderConfig`` +
 ``vocab_size``; an image encoder's ``ImageEncoderConfig``). This is the layout folders have always
 had (the text encoder's hand-built dict held exactly these keys), so older folders load as they are.
-Files are written atomically (temporary file + ``os.replace``), weights first, so a folder with
+Files are written atomically (:func:`tgsr.files.atomic_write`), weights first, so a folder with
 a ``config.json`` is complete. Loading is strict: every problem is one :class:`ModelFormatError`
 line naming the folder. Nothing is pickled.
 
@@ -16,8 +16,6 @@ of kind ``damsm`` with the γ values (no weights of its own).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,7 @@ from tgsr.config import (
     section_from_dict,
 )
 from tgsr.errors import ModelFormatError
+from tgsr.files import atomic_write
 from tgsr.models.damsm import DAMSM
 from tgsr.models.factory import build_generator
 from tgsr.models.image_encoder import build_image_encoder
@@ -49,19 +48,8 @@ VOCAB_NAME = "vocab.json"
 _RESERVED = {"format_version", "kind", "config"}
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_json(path: Path, payload: dict) -> None:
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=2) + "\n"))
+    atomic_write(path, json.dumps(payload, indent=2) + "\n")
 
 
 def save_component(
@@ -75,7 +63,7 @@ def save_component(
     if clash:
         raise ValueError(f"extra keys {sorted(clash)} are reserved")
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    _atomic_write(
+    atomic_write(
         directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"kind": kind})
     )
     payload = {"format_version": COMPONENT_FORMAT_VERSION, "kind": kind, "config": config, **extra}

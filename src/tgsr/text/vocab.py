@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tgsr.files import atomic_write
 from tgsr.text.tokenizer import tokenize
 
 PAD = "<pad>"
@@ -113,7 +114,7 @@ class Vocabulary:
             "lowercase": self.lowercase,
             "words": self.words,
         }
-        path.write_text(json.dumps(payload, indent=0))
+        atomic_write(path, json.dumps(payload, indent=0))
 
     @classmethod
     def load(cls, path: str | Path) -> Vocabulary:
@@ -124,7 +125,7 @@ class Vocabulary:
             payload = json.loads(path.read_text())
         except FileNotFoundError:
             raise FileNotFoundError(f"vocabulary not found: {path}") from None
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"{path}: not a valid vocab.json ({exc})") from None
         if not isinstance(payload, dict) or "words" not in payload:
             raise ValueError(f"{path}: not a tgsr vocab.json (no 'words')")
@@ -137,4 +138,7 @@ class Vocabulary:
             raise ValueError(f"{path}: 'words' must be a list of strings")
         if not isinstance(lowercase, bool):
             raise ValueError(f"{path}: 'lowercase' must be true or false")
-        return cls(words, lowercase=lowercase)
+        try:
+            return cls(words, lowercase=lowercase)
+        except ValueError as exc:  # no <pad>, <unk> at the start (an empty list), duplicates
+            raise ValueError(f"{path}: {exc}") from None
