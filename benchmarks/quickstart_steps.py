@@ -41,7 +41,7 @@ def main() -> None:
         train=dataclasses.replace(t.train, max_minutes=None, max_steps=tgsr_steps),
     )  # fmt: skip
     t0 = time.time()
-    fit(t, out / "runs" / "tgsr", cpu=True, progress=False)
+    fit(t, out / "runs" / "tgsr", cpu=True, progress=False, overwrite=True)
     times["tgsr_minutes"] = (time.time() - t0) / 60
     model, cfg = load_run(out / "runs" / "tgsr")
     cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, num_images=150))

@@ -552,10 +552,13 @@ def main(argv=None) -> dict:
 
     console.rule(f"real_caption: recipe {args.recipe}, x{args.scale}, {args.minutes:g} min")
     console.rule("1/5 DAMSM (vocabulary and masks)")
-    damsm = timed("damsm", lambda: train_damsm(cfgs["damsm"], out / "damsm", cpu=cpu))
+    damsm = timed(
+        "damsm", lambda: train_damsm(cfgs["damsm"], out / "damsm", cpu=cpu, overwrite=True)
+    )
     console.rule("2/5 independent evaluation DAMSM (other seed, used by no loss)")
     damsm_eval = timed("damsm_eval",
-                       lambda: train_damsm(cfgs["damsm_eval"], out / "damsm_eval", cpu=cpu))  # fmt: skip
+                       lambda: train_damsm(cfgs["damsm_eval"], out / "damsm_eval", cpu=cpu,
+                                         overwrite=True))  # fmt: skip
     console.rule(f"3/5 TGSR x{args.scale}, recipe {args.recipe}")
     tgsr_cfg = _with_damsm(cfgs["tgsr"], damsm)
     unseen = args.unseen_captions if args.unseen_captions is not None else (3 if cpu else 9)
@@ -567,13 +570,18 @@ def main(argv=None) -> dict:
         )
         (out / "curve.jsonl").unlink(missing_ok=True)
         on_eval = _curve_point(tgsr_cfg, damsm, args.device, curve, out / "curve.jsonl")
-    res = timed("tgsr", lambda: fit(tgsr_cfg, out / "runs" / "tgsr", cpu=cpu, on_eval=on_eval))
+    res = timed(
+        "tgsr",
+        lambda: fit(tgsr_cfg, out / "runs" / "tgsr", cpu=cpu, on_eval=on_eval, overwrite=True),
+    )
     stages["tgsr"]["steps"] = res.steps
     runs = {"tgsr": out / "runs" / "tgsr"}
     if not args.no_baseline:
         console.rule(f"4/5 no-text baseline x{args.scale}")
         base_cfg = _with_damsm(cfgs["baseline"], damsm)
-        res = timed("baseline", lambda: fit(base_cfg, out / "runs" / "baseline", cpu=cpu))
+        res = timed(
+            "baseline", lambda: fit(base_cfg, out / "runs" / "baseline", cpu=cpu, overwrite=True)
+        )
         stages["baseline"]["steps"] = res.steps
         runs["baseline"] = out / "runs" / "baseline"
 

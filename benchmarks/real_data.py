@@ -148,7 +148,7 @@ def train_damsm_stage(cfg, out: Path, cpu: bool) -> dict:
     from tgsr.training.damsm import train_damsm
 
     t0 = time.time()
-    train_damsm(cfg, out, progress=False, cpu=cpu)
+    train_damsm(cfg, out, progress=False, cpu=cpu, overwrite=True)
     steps = _steps_from_log(out)
     return {"minutes": round((time.time() - t0) / 60, 2), "steps": steps,
             "batch_size": cfg.damsm_train.batch_size}  # fmt: skip
@@ -174,7 +174,7 @@ def train_sr_stage(cfg, out: Path, cpu: bool) -> dict:
     from tgsr.training.trainer import fit
 
     t0 = time.time()
-    res = fit(cfg, out, progress=False, cpu=cpu)
+    res = fit(cfg, out, progress=False, cpu=cpu, overwrite=True)
     return {"minutes": round((time.time() - t0) / 60, 2), "steps": res.steps,
             "batch_size": cfg.train.batch_size}  # fmt: skip
 

@@ -73,9 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     ]  # fmt: skip
     losses: dict = {}
     _record_losses(losses)
-    train_damsm(load_config(args.preset, common), args.out / "damsm", progress=False, cpu=True)
+    train_damsm(
+        load_config(args.preset, common),
+        args.out / "damsm",
+        progress=False,
+        cpu=True,
+        overwrite=True,
+    )
     cfg = load_config(args.preset, [*common, f"damsm.path={args.out / 'damsm'}"])
-    fit(cfg, args.out / "run", progress=False, cpu=True)
+    fit(cfg, args.out / "run", progress=False, cpu=True, overwrite=True)
     report = {
         "tgsr": str(Path(tgsr.__file__).parent),
         "torch": torch.__version__,

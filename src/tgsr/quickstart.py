@@ -7,6 +7,9 @@
 4. evaluate TGSR, baseline and bicubic, write the report with pictures,
 5. export TGSR as a pipeline folder and print the commands that use it.
 
+Run again into the same ``--out``, it starts over: each stage replaces its previous run
+(``overwrite=True``); a stage stopped by a signal is not resumed.
+
 Every stage gets a share of ``--minutes`` and stops on time; the shares are below. The default
 budget depends on the CPU (:func:`default_minutes`).
 """
@@ -140,10 +143,12 @@ def run_quickstart(out: str | Path, minutes: float | None = None, seed: int = 0,
         console.print(f"[yellow]{notice}[/]")
 
     console.rule("1/5 DAMSM text-image encoders (vocabulary, TIM, TIC when used)")
-    damsm_dir = _unless_interrupted(train_damsm(cfgs["damsm"], out / "damsm", cpu=True), out)
+    damsm_dir = _unless_interrupted(
+        train_damsm(cfgs["damsm"], out / "damsm", cpu=True, overwrite=True), out
+    )
     console.rule("2/5 independent evaluation DAMSM (other seed, used by no loss)")
     damsm_eval_dir = _unless_interrupted(
-        train_damsm(cfgs["damsm_eval"], out / "damsm_eval", cpu=True), out
+        train_damsm(cfgs["damsm_eval"], out / "damsm_eval", cpu=True, overwrite=True), out
     )
 
     tgsr_cfg = cfgs["tgsr"]
@@ -152,10 +157,12 @@ def run_quickstart(out: str | Path, minutes: float | None = None, seed: int = 0,
     console.rule(f"3/5 TGSR x8 (text attention, coarse-to-fine; {terms}; "
                  f"{tgsr_cfg.train.text_encoder} text encoder)")  # fmt: skip
     tgsr_cfg = _with(tgsr_cfg, damsm=dataclasses.replace(tgsr_cfg.damsm, path=str(damsm_dir)))
-    tgsr_run = _unless_interrupted(fit(tgsr_cfg, out / "runs" / "tgsr", cpu=True).run_dir, out)
+    tgsr_run = _unless_interrupted(
+        fit(tgsr_cfg, out / "runs" / "tgsr", cpu=True, overwrite=True).run_dir, out
+    )
     console.rule("4/5 no-text baseline x8 (same data, L2 only)")
     base_run = _unless_interrupted(
-        fit(cfgs["baseline"], out / "runs" / "baseline", cpu=True).run_dir, out
+        fit(cfgs["baseline"], out / "runs" / "baseline", cpu=True, overwrite=True).run_dir, out
     )
 
     console.rule("5/5 evaluation: TGSR vs baseline vs bicubic")

@@ -8,6 +8,7 @@ SR convention, MATLAB's ``modcrop``), then writes ``quantize(degrade(image, scal
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -104,7 +105,7 @@ def _print_report(report: dict) -> None:
         ("unreadable images", len(report["unreadable"])),
         ("images below the floor (see docs/real_data.md)", len(report["too_small"])),
         (f"images smaller than {report['hr_size']} px (upsampled; info)", len(report["small"])),
-        ("bad entries (captions, manifest)", len(report["bad_records"])),
+        ("bad entries (captions, split lists, manifest)", len(report["bad_records"])),
     ]
     for name, value in rows:
         table.add_row(name, str(value))
@@ -118,21 +119,61 @@ def _print_report(report: dict) -> None:
             console.print(f"... and {len(items) - 10} more {title}")
 
 
-def _collect_inputs(inputs: list[Path]) -> list[Path]:
-    files: list[Path] = []
+def _images_under(folder: Path) -> list[Path]:
+    """Image files in ``folder`` and its subfolders, sorted (hidden files and folders skipped)."""
+    found = []
+    for dirpath, dirnames, _ in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found.extend(list_images(dirpath))
+    return found
+
+
+def _collect_inputs(inputs: list[Path], recursive: bool) -> list[tuple[Path, Path]]:
+    """``(image, output path relative to --out)`` per input image: ``<stem>.png``, or with
+    ``recursive`` ``<subfolders>/<stem>.png`` for images below a folder given as input."""
+    files: list[tuple[Path, Path]] = []
     for item in inputs:
         if item.is_dir():
-            files.extend(list_images(item))
+            found = _images_under(item) if recursive else list_images(item)
+            if not found:
+                subfolders = [p for p in item.iterdir() if p.is_dir() and p.name[0] != "."]
+                if subfolders and not recursive:
+                    raise TGSRError(
+                        f"no images directly in {item} (it has {len(subfolders)} subfolders; "
+                        "pass --recursive)"
+                    )
+                raise TGSRError(f"no images in {item}")
+            files.extend((f, f.relative_to(item).with_suffix(".png")) for f in found)
         elif item.exists():
-            files.append(item)
+            files.append((item, Path(f"{item.stem}.png")))
         else:
             raise TGSRError(f"{item}: no such file or folder")
-    seen: dict[str, Path] = {}
-    for f in files:
-        if f.stem in seen:
-            raise TGSRError(f"{seen[f.stem]} and {f} would both be written as {f.stem}.png")
-        seen[f.stem] = f
+    seen: dict[Path, Path] = {}
+    for f, rel in files:
+        if rel in seen:
+            raise TGSRError(f"{seen[rel]} and {f} would both be written as {rel.as_posix()}")
+        seen[rel] = f
     return files
+
+
+def _check_out(out: Path, inputs: list[Path], files: list[tuple[Path, Path]]) -> None:
+    """Refuse an --out that would put LR images into an input folder (the data set) or over an
+    input image, before anything is written."""
+    if out.exists() and not out.is_dir():
+        raise TGSRError(f"--out {out} is a file, not a folder")
+    target = out.resolve()
+    for item in inputs:
+        if item.is_dir():
+            folder = item.resolve()
+            if target == folder or folder in target.parents:
+                where = "is the input folder" if target == folder else "is inside the input folder"
+                raise TGSRError(
+                    f"--out {out} {where} {item}: the LR images would be mixed into the data "
+                    "set; choose an --out outside it"
+                )
+    for f, rel in files:
+        if (target / rel).resolve() == f.resolve():
+            raise TGSRError(f"--out {out} would overwrite the input {f}; choose another --out")
 
 
 def degrade(
@@ -141,10 +182,18 @@ def degrade(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for the LR PNGs."),
     method: str = typer.Option("bicubic", help="bicubic (MATLAB imresize) or bilinear."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable images, count them."),
+    recursive: bool = typer.Option(
+        False,
+        "--recursive",
+        "-r",
+        help="Also take images in the subfolders of a folder input (e.g. CUB's class folders); "
+        "their subfolders are kept under --out.",
+    ),
 ) -> None:
     """Write LR images exactly as training and evaluation make them (8-bit PNG, same stem).
 
-    Images are first cropped to a multiple of the scale (last rows/columns dropped).
+    Images are first cropped to a multiple of the scale (last rows/columns dropped). --out must
+    not be an input folder or lie inside one (the LR images would be mixed into the data set).
     """
     if scale < 2:
         raise TGSRError(f"--scale must be >= 2, got {scale}")
@@ -153,15 +202,14 @@ def degrade(
     from tgsr.data.degradations import degrade as degrade_image
     from tgsr.data.degradations import image_to_tensor, quantize, tensor_to_image
 
-    files = _collect_inputs(inputs)
-    if not files:
-        raise TGSRError("no images found in the given inputs")
+    files = _collect_inputs(inputs, recursive)
+    _check_out(out, inputs, files)
     skipped: list[str] = []
     written = 0
     console = Console(stderr=True)
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("degrading", total=len(files))
-        for path in files:
+        for path, rel in files:
             try:
                 img = load_image(path)
                 h, w = (img.shape[0] // scale) * scale, (img.shape[1] // scale) * scale
@@ -170,7 +218,10 @@ def degrade(
                         f"{path}: {img.shape[1]}x{img.shape[0]} is smaller than the scale {scale}"
                     )
                 lq = quantize(degrade_image(image_to_tensor(img[:h, :w]), scale, method))
-                save_png(out / f"{path.stem}.png", tensor_to_image(lq))
+                try:
+                    save_png(out / rel, tensor_to_image(lq))
+                except OSError as exc:
+                    raise TGSRError(f"{out / rel}: cannot write ({exc.strerror or exc})") from None
                 written += 1
             except BadInputError as exc:
                 if not skip_bad:

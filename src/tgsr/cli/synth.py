@@ -33,11 +33,25 @@ def synth(
         float, typer.Option("--solid-prob", help="Share of solid-colour objects.")
     ] = 0.2,
 ) -> None:
-    """Generate the controlled benchmark: images/KEY.png + .txt captions, attributes.jsonl."""
-    from tgsr.data.synthetic import write_dataset
+    """Generate the controlled benchmark: images/KEY.png + .txt captions, attributes.jsonl.
+
+    --out must be new, empty, or a previous output of the same layout (same --split, --seed,
+    --num and --scale: every file in it is rewritten); anything else is refused before writing.
+    """
+    from tgsr.data.synthetic import check_write_arguments, output_folder_problem, write_dataset
 
     if split not in SPLITS:
         raise TGSRError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    try:
+        check_write_arguments(num, size, seed, scale or None, captions, two_object_prob,
+                              solid_prob)  # fmt: skip
+    except ValueError as exc:
+        raise TGSRError(str(exc)) from None
+    if scale and size % scale:
+        raise TGSRError(f"--size {size} is not a multiple of --scale {scale}")
+    problem = output_folder_problem(out, num, seed, split, scale or None)
+    if problem is not None:
+        raise TGSRError(problem)
     try:
         info = write_dataset(
             out, num, size=size, seed=seed, split=split, scale=scale or None, captions=captions,
@@ -45,4 +59,7 @@ def synth(
         )  # fmt: skip
     except ValueError as exc:
         raise TGSRError(str(exc)) from None
+    except OSError as exc:
+        where = exc.filename or out
+        raise TGSRError(f"{where}: cannot write ({exc.strerror or exc})") from None
     typer.echo(f"wrote {info['images']} {split} scenes ({size}x{size}) to {out}")

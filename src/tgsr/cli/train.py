@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +21,32 @@ SetOpt = Annotated[
     typer.Option("--set", help="Override a config key: --set train.lr=2e-4 (repeatable)."),
 ]
 CpuOpt = Annotated[bool, typer.Option("--cpu", help="Run on the CPU even when a GPU is present.")]
+ResumeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--resume",
+        help="Continue the run in OUT from its newest valid checkpoint (a changed config is "
+        "listed; the replaced config.yaml is kept as config.resume-STEP.yaml).",
+    ),
+]
+OverwriteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Replace the run already in OUT: its files (config, checkpoints, weights, logs, "
+        "samples) are deleted once every check has passed. Without it (or --resume) an OUT "
+        "holding a run is refused.",
+    ),
+]
+
+
+def _resume_command(command: str, config: str, set_: list[str] | None, out: Path, cpu: bool) -> str:
+    """The command that continues a run stopped by a signal (printed as its last line)."""
+    parts = ["tgsr", *command.split(), "--config", config]
+    for s in set_ or []:
+        parts += ["--set", s]
+    parts += ["--out", str(out), *(["--cpu"] if cpu else []), "--resume"]
+    return shlex.join(parts)
 
 
 def configs() -> None:
@@ -32,19 +59,17 @@ def damsm_train(
     config: ConfigOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="DAMSM folder to write.")],
     set_: SetOpt = None,
-    resume: Annotated[
-        bool,
-        typer.Option(
-            "--resume", help="Continue from the newest valid checkpoint in OUT/checkpoints."
-        ),
-    ] = False,
+    resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
     cpu: CpuOpt = False,
 ) -> None:
     """Pre-train the DAMSM text/image encoders (word + sentence losses)."""
     from tgsr.training.damsm import train_damsm
 
     cfg = load_config(config, set_)
-    train_damsm(cfg, out, resume=resume, cpu=cpu or None)
+    again = _resume_command("damsm train", config, set_, out, cpu)
+    train_damsm(cfg, out, resume=resume, cpu=cpu or None, overwrite=overwrite,
+                resume_command=again)  # fmt: skip
 
 
 def train(
@@ -53,19 +78,16 @@ def train(
         "runs/tgsr"
     ),
     set_: SetOpt = None,
-    resume: Annotated[
-        bool,
-        typer.Option(
-            "--resume", help="Continue from the newest valid checkpoint in OUT/checkpoints."
-        ),
-    ] = False,
+    resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
     cpu: CpuOpt = False,
 ) -> None:
     """Train TGSR (DAMSM frozen). Works under `accelerate launch` / `torchrun` too."""
     from tgsr.training.trainer import fit
 
     cfg = load_config(config, set_)
-    fit(cfg, out, resume=resume, cpu=cpu or None)
+    again = _resume_command("train", config, set_, out, cpu)
+    fit(cfg, out, resume=resume, cpu=cpu or None, overwrite=overwrite, resume_command=again)
 
 
 def evaluate(

@@ -9,7 +9,8 @@ Layouts (``root`` = ``data.root``):
 
 * ``cub``: ``CUB_200_2011/images/<class>/<name>.jpg``, ``text/<class>/<name>.txt`` (one caption
   a line), ``<split>/filenames.pickle`` (AttnGAN's protocol-2 list of ``"<class>/<name>"``, read
-  without executing code) or ``<split>/filenames.txt`` (one name a line). Optional
+  without executing code) or ``<split>/filenames.txt`` (one name a line; a name listed twice is
+  a bad entry). Optional
   ``CUB_200_2011/bounding_boxes.txt`` + ``images.txt`` for AttnGAN's box crop
   (paper_vs_code.md R8).
 * ``oxford102``: ``jpg/image_XXXXX.jpg`` and ``text_c10/class_XXXXX/image_XXXXX.txt``. Split:
@@ -28,7 +29,8 @@ Layouts (``root`` = ``data.root``):
   for this format does not lower-case). Split: ``list_eval_partition.txt`` if present
   (0 train, 1 val, 2 test), else the released rule: ``Blurry`` = 0 train, 1 val/test.
 * ``folder``: images with same-named ``.txt`` caption files; ``<root>/<split>/`` if that folder
-  exists, else ``root`` for every split.
+  exists, else ``root`` for every split. Images sharing a stem (``a.jpg`` + ``a.png``, one
+  ``a.txt``) are a bad entry.
 * ``jsonl``: ``root`` is a manifest, one ``{"image": path, "captions": [...]}`` per line
   (optional ``"key"``, ``"class_id"``, ``"split"``); relative paths resolve against the manifest's
   folder. Without ``"split"`` fields every line belongs to every split.
@@ -114,6 +116,20 @@ def read_name_list(path: Path) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def unique_names(names: list[str], names_file: Path, skips: Skips) -> list[str]:
+    """``names`` without repeats (first kept); each repeat is a bad entry of ``names_file``
+    (a split list naming an image twice would count and sample it twice)."""
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        if name in seen:
+            skips(BadInputError(f"{names_file}: {name!r} is listed more than once"))
+            continue
+        seen.add(name)
+        out.append(name)
+    return out
+
+
 def _find_split_list(folder: Path) -> Path | None:
     for name in ("filenames.pickle", "filenames.txt"):
         if (folder / name).is_file():
@@ -127,17 +143,23 @@ def read_captions(
     flowers: bool = False,
     lowercase: bool = True,
 ) -> list[str]:
-    """Captions of one text file: one per non-empty line with at least one token.
+    """Captions of one UTF-8 text file: one per non-empty line with at least one token (a file
+    that is not valid UTF-8 is a bad entry, not decoded with replacement characters).
 
     ``flowers``: delete ``.`` and ``,`` first and repeat the previous caption for a ``{}`` line
     (Oxford-102's preprocessing). ``limit``: keep the first N captions.
     """
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise BadInputError(f"{path}: caption file not found") from None
     except OSError as exc:
         raise BadInputError(f"{path}: cannot read caption file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise BadInputError(
+            f"{path}: caption file is not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at "
+            f"offset {exc.start}); re-encode it as UTF-8"
+        ) from None
     if flowers:
         text = text.replace(".", "").replace(",", "")
     caps: list[str] = []
@@ -170,8 +192,8 @@ def read_cub(root: Path, split: str, limit: int | None, skips: Skips) -> list[Re
     images_dir = _check_dir(root / "CUB_200_2011" / "images", "CUB images")
     boxes = _read_cub_boxes(root / "CUB_200_2011")
     records = []
-    for name in read_name_list(names_file):
-        name = name.removesuffix(".jpg")
+    names = [n.removesuffix(".jpg") for n in read_name_list(names_file)]
+    for name in unique_names(names, names_file, skips):
         try:
             caps = read_captions(root / "text" / f"{name}.txt", limit)
             class_id = int(name.split("/", 1)[0].split(".", 1)[0])
@@ -281,7 +303,7 @@ def read_celeba_hq(root: Path, split: str, limit: int | None, skips: Skips) -> l
     )
     image_files = {p.stem: p for p in list_images(images_dir)}
     if names_file is not None:
-        stems = [Path(n).stem for n in read_name_list(names_file)]
+        stems = unique_names([Path(n).stem for n in read_name_list(names_file)], names_file, skips)
     else:
         stems = sorted(image_files, key=_index_sort_key)
         n_test = -(-len(stems) // 5)  # ceil(20 %)
@@ -373,8 +395,18 @@ def _celeba_image_dir(root: Path, first: str | None) -> Path:
 
 def read_folder(root: Path, split: str, limit: int | None, skips: Skips) -> list[Record]:
     folder = root / split if (root / split).is_dir() else _check_dir(root, "image")
+    images = list_images(folder)
+    by_stem: dict[str, list[Path]] = {}
+    for path in images:
+        by_stem.setdefault(path.stem, []).append(path)
     records = []
-    for path in list_images(folder):
+    for path in images:
+        same = by_stem[path.stem]
+        if len(same) > 1:  # img0.jpg + img0.png would share img0.txt: which one is meant?
+            if path == same[0]:
+                names = ", ".join(p.name for p in same)
+                skips(BadInputError(f"{folder}: {names} share one caption file {path.stem}.txt"))
+            continue
         try:
             caps = read_captions(path.with_suffix(".txt"), limit)
         except BadInputError as exc:

@@ -80,6 +80,7 @@ __all__ = [
     "SyntheticDataset",
     "build_vocabulary",
     "caption_words",
+    "check_write_arguments",
     "combo",
     "eval_caption",
     "fill_image",
@@ -88,8 +89,9 @@ __all__ = [
     "is_held_out",
     "make_caption",
     "object_sdf",
-    "pattern_amplitude",
+    "output_folder_problem",
     "parse_caption",
+    "pattern_amplitude",
     "render",
     "sample_scene",
     "scene_seed",
@@ -548,6 +550,67 @@ class SyntheticDataset(torch.utils.data.Dataset):
 # ----------------------------------------------------------------------------- files
 
 
+def check_write_arguments(
+    num: int,
+    size: int,
+    seed: int,
+    scale: int | None,
+    captions: int,
+    two_object_prob: float,
+    solid_prob: float,
+) -> None:
+    """ValueError (one line, naming the option) for an argument :func:`write_dataset` cannot use."""
+    if num < 1:
+        raise ValueError(f"--num must be >= 1, got {num}")
+    if captions < 1:
+        raise ValueError(f"--captions must be >= 1, got {captions}")
+    if not 0 <= seed < 2**32:  # the range of every seed in the config
+        raise ValueError(f"--seed must be in [0, 2**32), got {seed}")
+    if scale is not None and scale < 2:
+        raise ValueError(f"--scale must be 0 (no LR images) or >= 2, got {scale}")
+    for name, p in (("--two-object-prob", two_object_prob), ("--solid-prob", solid_prob)):
+        if not 0.0 <= p <= 1.0:  # also refuses NaN
+            raise ValueError(f"{name} must be in [0, 1], got {p}")
+    _check_size(size)
+
+
+def output_folder_problem(out, num: int, seed: int, split: str, scale: int | None) -> str | None:
+    """Why ``write_dataset(out, ...)`` must not write into ``out``, or None when it may.
+
+    ``out`` may be missing, empty, or a previous output of the same layout: the same top-level
+    entries (``images/``, ``attributes.jsonl``, ``lq_x<scale>/`` with ``scale``) and the same
+    scene keys (same ``--split``, ``--seed`` and ``--num``), so that every file in it is rewritten
+    and nothing of another data set (or of the user's) is mixed in."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        return f"{out} is a file, not a folder"
+    if not out.is_dir() or not any(out.iterdir()):
+        return None
+    refuse = (
+        f"{out} is not empty and does not hold a `tgsr data synth` output of the same layout "
+        "(same --split, --seed, --num and --scale): choose a new or empty --out"
+    )
+    allowed = {"images", "attributes.jsonl"} | ({f"lq_x{scale}"} if scale else set())
+    if {p.name for p in out.iterdir()} - allowed or not (out / "attributes.jsonl").is_file():
+        return refuse
+    keys = {f"{split}_{seed}_{i:06d}" for i in range(num)}
+    try:
+        lines = (out / "attributes.jsonl").read_text(encoding="utf-8").splitlines()
+        old_keys = {json.loads(line)["key"] for line in lines if line.strip()}
+    except (OSError, ValueError, KeyError, TypeError):
+        return refuse
+    if old_keys != keys:
+        return refuse
+    for sub, suffixes in (("images", {".png", ".txt"}), (f"lq_x{scale}", {".png"})):
+        folder = out / sub
+        if folder.exists() and (
+            not folder.is_dir()
+            or any(p.stem not in keys or p.suffix not in suffixes for p in folder.iterdir())
+        ):
+            return refuse
+    return None
+
+
 def write_dataset(
     out,
     num: int,
@@ -566,9 +629,7 @@ def write_dataset(
     "attributes"}`` object per line, sorted keys) and, with ``scale``, the 8-bit LR images
     ``OUT/lq_x<scale>/<key>.png`` made exactly as training makes them.
     """
-    if num < 1 or captions < 1:
-        raise ValueError("num and captions must be >= 1")
-    _check_size(size)
+    check_write_arguments(num, size, seed, scale, captions, two_object_prob, solid_prob)
     if scale is not None and size % scale:
         raise ValueError(f"size {size} is not a multiple of the scale {scale}")
     out = Path(out)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -201,10 +202,16 @@ def evaluate(
     meta: dict | None = None,
     extra_figures: dict | None = None,
     progress: bool = True,
+    inputs: dict | None = None,
 ) -> dict:
-    """Score ``models`` (name -> callable(lq, tokens, lengths) -> SROutput) and write the report."""
+    """Score ``models`` (name -> callable(lq, tokens, lengths) -> SROutput) and write the report.
+
+    ``results.json`` records the data (format, absolute root, split, scale) and, as
+    ``"inputs"``, what the caller passes (``tgsr eval``: the command, model folders, config,
+    overrides, DAMSM folders). ``out_dir`` is created only once every model has been scored."""
     out_dir = Path(out_dir)
-    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise TGSRError(f"{out_dir} is a file, not a report folder")
     ec, data = cfg.eval, cfg.data
     torch.manual_seed(ec.seed)
     test_data = eval_data_config(data, data.eval_split, ec.num_images)
@@ -212,6 +219,10 @@ def evaluate(
     gt, lq, captions = test["gt"], test["lq"], test["caption"]
     results: dict = {"models": {}, "notes": {}, "num_images": len(captions),
                      "split": data.eval_split}  # fmt: skip
+    results["data"] = {"format": data.format, "root": _abs(data.root), "split": data.eval_split,
+                       "scale": data.scale, "degradation": data.degradation}  # fmt: skip
+    if inputs:
+        results["inputs"] = dict(inputs)
     scorers = _damsm_scorers(cfg, eval_damsm, train_damsm, results["notes"])
     shapecaps = ShapeCapsEval(test, cfg, vocab) if data.format == "synthetic" else None
 
@@ -243,6 +254,8 @@ def evaluate(
         results["benchmark"] = shapecaps.summary()
     if "r_precision" in results["notes"]:
         console.print(f"[yellow]note: R-precision: {results['notes']['r_precision']}[/]")
+    # the folder is made only now: a run that fails on its data or a model leaves nothing behind
+    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
     figures = _figures(models, outputs, test, vocab, out_dir / "figures", shapecaps)
     paths = write_report(out_dir, results, {**(extra_figures or {}), **figures}, meta or {})
     console.print(f"report: {paths['html']}")
@@ -254,7 +267,8 @@ def _figures(models, outputs, test, vocab, fig_dir: Path, shapecaps) -> dict:
     lq, gt, captions = test["lq"], test["gt"], test["caption"]
     text_model = next((m for m in models if getattr(models[m], "uses_text", False)), None)
     k = min(6, len(captions))
-    order = ["LR", "bicubic", "no-text baseline", "TGSR coarse", "TGSR fine", "GT"]
+    others = [m for m in models if m not in (text_model, "bicubic", "baseline")]
+    order = ["LR", "bicubic", "no-text baseline", *others, "TGSR coarse", "TGSR fine", "GT"]
     rows = []
     for i in range(k):
         row = {"LR": lq[i], "GT": gt[i]}
@@ -262,13 +276,18 @@ def _figures(models, outputs, test, vocab, fig_dir: Path, shapecaps) -> dict:
             row["bicubic"] = outputs["bicubic"].sr[i]
         if "baseline" in outputs:
             row["no-text baseline"] = outputs["baseline"].sr[i]
+        for m in others:
+            row[m] = outputs[m].sr[i]
         if text_model:
             if outputs[text_model].coarse is not None:
                 row["TGSR coarse"] = outputs[text_model].coarse[i]
             row["TGSR fine"] = outputs[text_model].sr[i]
         rows.append(row)
-    figures = {"comparison": figs.comparison_grid(rows, order, fig_dir / "comparison.png",
-                                                  captions=captions[:k])}  # fmt: skip
+    columns = [c for c in order if rows and c in rows[0]]
+    under = ("the caption given to the text models is under each row" if text_model
+             else "each row's caption is under it")  # fmt: skip
+    grid = figs.comparison_grid(rows, order, fig_dir / "comparison.png", captions=captions[:k])
+    figures = {"comparison": (grid, f"{' | '.join(columns)}; {under}.")}
     if text_model and outputs[text_model].attn is not None:
         words = vocab.decode(test["tokens"][0].tolist())
         figures["attention"] = figs.attention_figure(
@@ -305,8 +324,39 @@ def _refuse_pipeline_folder(path: Path) -> None:
     )
 
 
+def _abs(path) -> str | None:
+    return None if path is None else str(Path(path).expanduser().resolve())
+
+
+def eval_command(model_args, config, data_root, out, eval_damsm, overrides, bicubic) -> str:
+    """The ``tgsr eval`` command line that reproduces a run (every option that was given)."""
+    argv = ["tgsr", "eval"]
+    for arg in model_args:
+        argv += ["--model", str(arg)]
+    if config is not None:
+        argv += ["--config", str(config)]
+    if data_root is not None:
+        argv += ["--data", str(data_root)]
+    for override in overrides:
+        argv += ["--set", str(override)]
+    if eval_damsm is not None:
+        argv += ["--eval-damsm", str(eval_damsm)]
+    argv += ["--out", str(out)]
+    if not bicubic:
+        argv.append("--no-bicubic")
+    return shlex.join(argv)
+
+
 def evaluate_cli(model_args, config, data_root, out, eval_damsm, overrides, bicubic) -> dict:
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise TGSRError(f"--out {out} is a file, not a report folder")
+    if eval_damsm is not None and not Path(eval_damsm).is_dir():
+        raise TGSRError(f"--eval-damsm {eval_damsm}: no such DAMSM folder")
+    if data_root is not None and not Path(data_root).expanduser().exists():
+        raise TGSRError(f"--data {data_root}: no such data folder")
     models: dict[str, Callable] = {}
+    model_dirs: dict[str, str] = {}
     cfg = None
     train_damsm_dir = None
     for arg in model_args:
@@ -315,19 +365,27 @@ def evaluate_cli(model_args, config, data_root, out, eval_damsm, overrides, bicu
         _refuse_pipeline_folder(path)
         sr_model, run_cfg = load_run(path)
         name = name or path.name
+        if name in models:
+            raise TGSRError(f"two --model arguments are named {name!r}: name them (NAME=DIR)")
         models[name] = sr_model
+        model_dirs[name] = _abs(path)
         cfg = cfg or run_cfg
         if train_damsm_dir is None and (path / "damsm").is_dir():
             train_damsm_dir = path / "damsm"
-    if config is not None:
-        cfg = load_config(config, overrides)
-    elif overrides:
-        cfg = config_from_dict(_deep_merge(config_to_dict(cfg), parse_overrides(overrides)))
     if cfg is None:
         raise TGSRError("give at least one --model")
+    if config is not None:
+        cfg = load_config(config, overrides)
+    elif overrides:  # --data joins before validation (a --set data.format=... needs a root)
+        merged = _deep_merge(config_to_dict(cfg), parse_overrides(overrides))
+        if data_root is not None:
+            merged.setdefault("data", {})["root"] = data_root
+        cfg = config_from_dict(merged)
     if data_root is not None:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=data_root))
     if bicubic:
+        if "bicubic" in models:
+            raise TGSRError("a --model is named 'bicubic': rename it or pass --no-bicubic")
         models["bicubic"] = BicubicSR(cfg.data.scale)
     if eval_damsm is None:
         console.print("[yellow]no --eval-damsm: TIM / R-precision use the training DAMSM only[/]")
@@ -335,7 +393,19 @@ def evaluate_cli(model_args, config, data_root, out, eval_damsm, overrides, bicu
     vocab = train_pair[2] if train_pair else None
     if vocab is None:
         vocab = build_vocabulary(cfg.data)
-    return evaluate(
-        models, cfg, out, vocab=vocab, eval_damsm=load_eval_damsm(eval_damsm),
-        train_damsm=train_pair, meta={"command": "tgsr eval " + " ".join(map(str, model_args))},
+    eval_pair = load_eval_damsm(eval_damsm)
+    command = eval_command(model_args, config, data_root, out, eval_damsm, overrides, bicubic)
+    inputs = {"command": command, "models": model_dirs, "config": config,
+              "data_root": _abs(cfg.data.root), "overrides": list(overrides),
+              "eval_damsm": _abs(eval_damsm), "train_damsm": _abs(train_damsm_dir)}  # fmt: skip
+    where = f" at {_abs(cfg.data.root)}" if cfg.data.root else ""
+    meta = {"command": command, "models": ", ".join(f"{k}={v}" for k, v in model_dirs.items()),
+            "data": f"{cfg.data.format}{where} ({cfg.data.eval_split} split)"}  # fmt: skip
+    if overrides:
+        meta["overrides"] = " ".join(overrides)
+    results = evaluate(
+        models, cfg, out, vocab=vocab, eval_damsm=eval_pair, train_damsm=train_pair, meta=meta,
+        inputs=inputs,
     )  # fmt: skip
+    console.print(f"reproduce with: {command}", markup=False, highlight=False, soft_wrap=True)
+    return results

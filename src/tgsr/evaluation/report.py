@@ -68,8 +68,9 @@ _MODEL_ORDER = ("tgsr", "baseline", "bicubic", "gt")
 _ABSENT = "—"
 
 _FIGURE_CAPTIONS = {
-    "comparison": "LR | bicubic | no-text baseline | TGSR coarse | TGSR fine | GT; the caption "
-    "given to the text models is under each row.",
+    # the evaluation driver passes its own caption naming the columns the grid has
+    "comparison": "Side-by-side comparison; the caption given to the text models is under each "
+    "row.",
     "attention": "Per-word attention maps of the text attention module over the image.",
     "edits": "One LR input, several captions: the output should follow each caption.",
     "training_curves": "Training scalars against the optimizer step.",
@@ -248,7 +249,9 @@ def _place_figures(out_dir: Path, figures: Mapping[str, Any]) -> list[tuple[str,
             path, caption = Path(spec[0]), str(spec[1])
         else:
             path, caption = Path(spec), _FIGURE_CAPTIONS.get(name, "")
-        path = path if path.is_absolute() else (out_dir / path)
+        if not path.is_absolute():  # relative to the working directory, as every path given;
+            # a file that exists only under out_dir is taken from there
+            path = path if path.exists() or not (out_dir / path).exists() else out_dir / path
         try:
             rel = path.resolve().relative_to(out_dir.resolve())
         except ValueError:
@@ -370,8 +373,10 @@ def write_report(
     ``report.html`` into ``out_dir``; returns their paths (keys ``json``, ``md``, ``html``).
 
     ``figures``: ``name -> path`` (or ``(path, caption)``); known names (``comparison``,
-    ``attention``, ``edits``, ``training_curves``) get a default caption. Images are referenced
-    by paths relative to ``out_dir`` (files elsewhere are copied into ``out_dir/figures``).
+    ``attention``, ``edits``, ``training_curves``) get a default caption. A relative figure path
+    is relative to the working directory (like ``out_dir``; one found only under ``out_dir`` is
+    taken from there). The report links images by paths relative to ``out_dir``, where the report
+    files are (files elsewhere are copied into ``out_dir/figures``).
     ``meta``: ``title``, ``command`` (shown as "Reproduce with") and any other key/values
     (device, duration, config ...) listed under "Run".
     """

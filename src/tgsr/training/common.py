@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -17,10 +19,13 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Column
+from rich.text import Text
 from torch.utils.data import DataLoader
 
 from tgsr.data.loader import build_dataset
@@ -72,9 +77,53 @@ def train_loader(data_cfg, vocab, batch_size: int, batch_key: str, seed: int = 0
     return loader
 
 
-def preflight(out_dir, resume: bool, data_cfg, need_damsm: bool = False, damsm_path=None):
-    """The checks that need no loading, made before anything is created or read: a DAMSM where
-    the config needs one, the data set folder, a checkpoint to resume from."""
+# What marks a folder as holding a training run (TGSR or DAMSM): any of these entries.
+RUN_MARKERS = ("config.yaml", "train_summary.json", "checkpoints", "generator", "text_encoder",
+               "image_encoder")  # fmt: skip
+# What ``--overwrite`` removes: every entry a TGSR or DAMSM run writes (nothing else).
+RUN_ENTRIES = (*RUN_MARKERS, "config.json", "vocab.json", "damsm", "samples", "tb")
+
+
+def existing_run(out_dir) -> list[str]:
+    """The entries of ``out_dir`` that mark it as holding a run (empty: no run there)."""
+    out = Path(out_dir)
+    return [name for name in RUN_MARKERS if (out / name).exists()] if out.is_dir() else []
+
+
+def clear_run(out_dir) -> list[str]:
+    """Remove a previous run's files from ``out_dir`` (``--overwrite``): the entries a run
+    writes (:data:`RUN_ENTRIES`, ``config.resume-*.yaml``); anything else is left. -> the names
+    removed."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        return []
+    names = [n for n in RUN_ENTRIES if (out / n).exists() or (out / n).is_symlink()]
+    names += sorted(p.name for p in out.glob("config.resume-*.yaml"))
+    for name in names:
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    return names
+
+
+def preflight(out_dir, resume: bool, data_cfg, need_damsm: bool = False, damsm_path=None,
+              overwrite: bool = False) -> None:  # fmt: skip
+    """The checks that need no loading, made before anything is created or read: the output
+    folder (a run already there needs ``resume`` or ``overwrite``), a DAMSM where the config
+    needs one, the data set folder, a checkpoint to resume from."""
+    out = Path(out_dir)
+    if resume and overwrite:
+        raise TGSRError("--resume and --overwrite contradict each other: give one")
+    if out.exists() and not out.is_dir():
+        raise TGSRError(f"--out {out}: is a file, not a folder")
+    found = existing_run(out)
+    if found and not resume and not overwrite:
+        raise TGSRError(
+            f"--out {out} already holds a run ({', '.join(found)}): continue it with --resume, "
+            "replace it with --overwrite, or choose another --out"
+        )
     if need_damsm and not damsm_path:
         raise TGSRError(
             "this config uses text: pre-train a DAMSM first (`tgsr damsm train --config ...`) "
@@ -82,9 +131,15 @@ def preflight(out_dir, resume: bool, data_cfg, need_damsm: bool = False, damsm_p
         )
     if damsm_path and not Path(damsm_path).expanduser().is_dir():
         raise TGSRError(f"damsm.path={damsm_path}: no such DAMSM folder")
+    if (
+        damsm_path
+        and overwrite
+        and Path(damsm_path).expanduser().resolve() == out.resolve() / "damsm"
+    ):
+        raise TGSRError(f"damsm.path={damsm_path} is inside the run --overwrite would remove")
     if data_cfg.format != "synthetic" and not Path(data_cfg.root).expanduser().exists():
         raise TGSRError(f"data.root={data_cfg.root}: data set not found")
-    root = Path(out_dir) / "checkpoints"
+    root = out / "checkpoints"
     if resume and not checkpoint_candidates(root):
         raise TGSRError(f"--resume: no checkpoint in {root}")
     if resume and latest_checkpoint(root) is None:
@@ -92,10 +147,10 @@ def preflight(out_dir, resume: bool, data_cfg, need_damsm: bool = False, damsm_p
 
 
 def start_run(out_dir, mixed_precision: str, seed: int, threads: int | None, cpu: bool | None):
-    """Create ``out_dir`` and set up the accelerator, torch threads and seeds of one training
-    run; -> (out_dir as Path, accelerator)."""
+    """Set up the accelerator, torch threads and seeds of one training run; -> (out_dir as Path,
+    accelerator). The folder itself is created later, once data and networks are built
+    (:meth:`tgsr.training.run.Run.restore`), so a run that fails before leaves no folder."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     effective = effective_mixed_precision(mixed_precision, cpu)
     if effective != mixed_precision:
         console.print(
@@ -113,20 +168,50 @@ def set_threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
+class _InfoColumn(ProgressColumn):
+    """The free-text field (losses): the first column to give way on a narrow terminal, cut
+    with an ellipsis on one line."""
+
+    def __init__(self):
+        super().__init__(table_column=Column(no_wrap=False, min_width=0))
+
+    def render(self, task) -> Text:
+        return Text(str(task.fields.get("info", "")), no_wrap=True, overflow="ellipsis")
+
+
 def make_progress(disable: bool = False) -> Progress:
-    """A rich progress bar with ETA, step time and a free-text field for the losses."""
+    """A rich progress bar with ETA, step time and a free-text field for the losses. On a narrow
+    terminal the free text is cut first, then the bar shrinks; name, count, times and ETA stay."""
+
+    def fixed() -> Column:
+        return Column(no_wrap=True)
+
     return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[info]}"),
+        TextColumn("[bold]{task.description}", table_column=fixed()),
+        BarColumn(table_column=Column(no_wrap=False)),
+        MofNCompleteColumn(table_column=fixed()),
+        TimeElapsedColumn(table_column=fixed()),
+        TextColumn("ETA", table_column=fixed()),
+        TimeRemainingColumn(table_column=fixed()),
+        _InfoColumn(),
         console=console,
         disable=disable,
         transient=False,
     )
+
+
+def duration(seconds: float) -> str:
+    """``h:mm:ss`` (as the progress bar writes times)."""
+    return str(datetime.timedelta(seconds=round(max(seconds, 0.0))))
+
+
+def progress_line(title: str, step: int, total: int, elapsed: float, left: float | None,
+                  info: str = "") -> str:  # fmt: skip
+    """The plain progress line printed instead of the bar when the output is not a terminal
+    (a log file, a pipe): ``title: step 40/200, 0:00:12 elapsed, ETA 0:00:48, <info>``."""
+    eta = duration(left) if left is not None else "-:--:--"
+    line = f"{title}: step {step}/{total}, {duration(elapsed)} elapsed, ETA {eta}"
+    return f"{line}, {info}" if info else line
 
 
 class StopSignal:

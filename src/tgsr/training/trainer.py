@@ -24,7 +24,7 @@ from PIL import Image
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from tgsr.config import Config, save_config
+from tgsr.config import Config
 from tgsr.data.degradations import build_pyramids
 from tgsr.data.loader import build_vocabulary
 from tgsr.losses import LossSuite
@@ -187,8 +187,9 @@ def _prepare_training(nets: Networks, tc, accelerator) -> None:
                                           multi_avg_fn=average)  # fmt: skip
 
 
-def _write_run_files(cfg: Config, run_dir: Path, vocab: Vocabulary) -> None:
-    save_config(cfg, run_dir / "config.yaml")
+def _write_run_files(cfg: Config, run: Run, vocab: Vocabulary) -> None:
+    run.save_config(cfg)
+    run_dir = run.dir
     vocab.save(run_dir / "vocab.json")
     if cfg.damsm.path:
         copy_damsm(cfg.damsm.path, run_dir / "damsm")
@@ -351,8 +352,15 @@ def fit(
     progress: bool = True,
     cpu: bool | None = None,
     on_eval: Callable[[int, torch.nn.Module, torch.nn.Module | None], None] | None = None,
+    overwrite: bool = False,
+    resume_command: str | None = None,
 ) -> TrainResult:
     """Train TGSR as ``cfg`` says; write the run folder (docs/architecture.md).
+
+    A ``run_dir`` that already holds a run is refused unless ``resume`` (go on from its newest
+    checkpoint; a run already at ``train.max_steps`` is left as it is) or ``overwrite`` (its
+    files are removed first, once every check passed). ``resume_command``: the command printed
+    after a stop by a signal to continue (``tgsr train`` passes its own).
 
     ``on_eval(step, generator, text_encoder)``, if given, is called on the main process every
     ``train.eval_every`` steps (and after the last) with the EMA generator and the EMA
@@ -361,15 +369,18 @@ def fit(
     tc, data = cfg.train, cfg.data
     run = Run(run_dir, tc, data, title=cfg.name, resume=resume, progress=progress, cpu=cpu,
               threads=tc.torch_threads, need_damsm=needs_damsm(cfg), damsm_path=cfg.damsm.path,
-              show=SHOW)  # fmt: skip
+              show=SHOW, overwrite=overwrite, config=cfg, section="train",
+              resume_command=resume_command)  # fmt: skip
     text = _setup_text(cfg, run.device)
     loader = train_loader(data, text.vocab, tc.batch_size, "train.batch_size", seed=tc.seed)
     nets = _build_networks(cfg, text)
     suite = LossSuite(cfg.loss, cfg.generator, cfg.damsm, degradation=data.degradation)
     _prepare_training(nets, tc, run.accelerator)
     run.restore(nets.modules(), nets.optimizers(), loader)
+    if run.nothing_to_train:  # resumed at or past max_steps: the run folder stays as it is
+        return _unchanged(run, nets)
     if run.main:
-        _write_run_files(cfg, run.dir, text.vocab)
+        _write_run_files(cfg, run, text.vocab)
     for m in (nets.generator, nets.discriminator):
         if m is not None:
             m.train()
@@ -415,8 +426,20 @@ def _finish(cfg: Config, run: Run, nets: Networks, vocab: Vocabulary) -> TrainRe
         if nets.train_text:
             save_text_encoder(final_text, run.dir / "text_encoder", vocab)
         run.write_summary()
-        console.print(
-            f"{cfg.name}: {run.step} steps in {run.watch.elapsed / 60:.1f} min -> {run.dir}"
-        )
+        normal = f"{cfg.name}: {run.step} steps in {run.watch.elapsed / 60:.1f} min -> {run.dir}"
+        console.print(run.finish_line(normal, f"checkpoint and generator in {run.dir}"),
+                      markup=False, highlight=False, soft_wrap=True)  # fmt: skip
+    run.close()
+    return TrainResult(run.dir, run.step, final.eval(), final_text)
+
+
+def _unchanged(run: Run, nets: Networks) -> TrainResult:
+    """The result of a resume with nothing to train: the checkpoint's (EMA) networks."""
+    unwrap = run.accelerator.unwrap_model
+    final = nets.ema.module if nets.ema is not None else unwrap(nets.generator)
+    final_text = None
+    if nets.train_text:
+        final_text = unwrap(nets.text_ema.module if nets.text_ema is not None
+                            else nets.cond_encoder).eval()  # fmt: skip
     run.close()
     return TrainResult(run.dir, run.step, final.eval(), final_text)
