@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
 
 from datafixtures import HR, make, write_image
-from tgsr.cli.app import main
+from helpers_cli import run_tgsr as run
 from tgsr.data.degradations import degrade, image_to_tensor, quantize, tensor_to_image
 from tgsr.data.images import load_image
 
 FORMATS = ["cub", "oxford102", "coco", "celeba_hq", "celeba_attr", "folder", "jsonl"]
-
-
-def run(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["tgsr", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -7,31 +7,16 @@ import dataclasses
 import json
 import os
 import pickle
-import sys
 
 import pytest
 
 from datafixtures import HR, bird_captions, make, write_image, write_lines
+from helpers_cli import run_tgsr as run
 from helpers_pipeline import make_run_dir
-from tgsr.cli.app import main
 from tgsr.config import DataConfig
 from tgsr.data.loader import build_dataset, read_records
 from tgsr.errors import BadInputError
 from tgsr.text import Vocabulary
-
-
-def run(monkeypatch, capsys, *args, cwd=None) -> tuple[int, str, str]:
-    """``tgsr ARGS`` through the real entry point (one-line errors, exit codes)."""
-    if cwd is not None:
-        monkeypatch.chdir(cwd)
-    monkeypatch.setattr(sys, "argv", ["tgsr", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_line_error(code: int, err: str) -> str:
