@@ -103,6 +103,9 @@ def _read_errors(path: Path) -> Iterator[None]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow's notes on damaged metadata ("Corrupt EXIF data", "Truncated File Read"):
+            # the pixels decode or the error above says why; a raw warning is only noise
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
             yield
     except NonFiniteImageError as exc:
         raise BadInputError(f"{path}: {exc}") from None
