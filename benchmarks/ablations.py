@@ -224,7 +224,8 @@ def run_worker(a) -> None:
         sink.flush()
 
     run_dir = Path(a.work) / f"{a.suite}.{a.name}_s{a.seed}"
-    result = fit(cfg, run_dir, cpu=a.device == "cpu", progress=False, on_eval=curve)
+    result = fit(cfg, run_dir, cpu=a.device == "cpu", progress=False, on_eval=curve,
+                 overwrite=True)
     summary = json.loads((run_dir / "train_summary.json").read_text())
     hist = summary.pop("history", {})
     # the logged losses (every 50 steps), TIC / cGAN gains of loss.balance and the gradient
@@ -274,7 +275,7 @@ def train_damsm_for(a, work: Path, seed: int, name: str, minutes: float, steps: 
     if a.suite == "scale":
         sets.append("data.hr_size=128")
     cfg = load_config("quickstart", sets)
-    return train_damsm(cfg, out, cpu=a.device == "cpu", progress=False)
+    return train_damsm(cfg, out, cpu=a.device == "cpu", progress=False, overwrite=True)
 
 
 # ------------------------------------------------------------------------------------ report

@@ -33,7 +33,7 @@ def main() -> None:
         d = dataclasses.replace(d, damsm_train=dataclasses.replace(
             d.damsm_train, max_minutes=None, max_steps=damsm_steps))  # fmt: skip
         t0 = time.time()
-        train_damsm(d, out / "damsm", cpu=True, progress=False)
+        train_damsm(d, out / "damsm", cpu=True, progress=False, overwrite=True)
         times["damsm_minutes"] = (time.time() - t0) / 60
     t = cfgs["tgsr"]
     t = dataclasses.replace(

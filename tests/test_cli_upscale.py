@@ -10,28 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers_cli import one_error_line
+from helpers_cli import run_tgsr as tgsr
 from helpers_pipeline import make_pipeline_dir, natural_image
-from tgsr.cli.app import main
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     return make_pipeline_dir(tmp_path_factory.mktemp("cli"), scale=8)
-
-
-def tgsr(monkeypatch, capsys, *args):
-    """Run the console entry point; -> (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["tgsr", *map(str, args)])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
-
-
-def _one_error_line(err: str) -> str:
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, err
-    return errors[0]
 
 
 def _photos(folder, sizes):
@@ -104,7 +90,7 @@ def test_scale_mismatch_is_one_line(model_dir, tmp_path, monkeypatch, capsys):
     code, _, err = tgsr(monkeypatch, capsys, "upscale", img, "-m", model_dir, "-o", tmp_path / "o",
                         "--scale", 4)  # fmt: skip
     assert code == 2
-    line = _one_error_line(err)
+    line = one_error_line(err)
     assert "--scale 4" in line and "x8" in line
 
 
@@ -115,7 +101,7 @@ def test_bad_files_stop_or_are_skipped(model_dir, tmp_path, monkeypatch, capsys)
     code, _, err = tgsr(
         monkeypatch, capsys, "upscale", photos, "-m", model_dir, "-o", tmp_path / "o"
     )
-    assert code == 2 and "broken.png" in _one_error_line(err)
+    assert code == 2 and "broken.png" in one_error_line(err)
     code, out, err = tgsr(monkeypatch, capsys, "upscale", photos, "-m", model_dir,
                           "-o", tmp_path / "o2", "--skip-bad")  # fmt: skip
     assert code == 0
@@ -126,7 +112,7 @@ def test_bad_files_stop_or_are_skipped(model_dir, tmp_path, monkeypatch, capsys)
     code, _, err = tgsr(
         monkeypatch, capsys, "upscale", bad_manifest, "-m", model_dir, "-o", tmp_path / "o3"
     )
-    assert code == 2 and "m.jsonl:1" in _one_error_line(err)
+    assert code == 2 and "m.jsonl:1" in one_error_line(err)
 
 
 def test_bad_model_folder_is_one_line(model_dir, tmp_path, monkeypatch, capsys):
@@ -137,7 +123,7 @@ def test_bad_model_folder_is_one_line(model_dir, tmp_path, monkeypatch, capsys):
     (broken / "text_encoder" / "model.safetensors").write_bytes(b"\x00" * 20)
     code, _, err = tgsr(monkeypatch, capsys, "upscale", img, "-m", broken, "-o", tmp_path / "o")
     assert code == 2
-    line = _one_error_line(err)
+    line = one_error_line(err)
     assert "text_encoder" in line and "corrupt" in line
 
 
@@ -159,4 +145,4 @@ def test_large_image_is_tiled_automatically(model_dir, tmp_path, monkeypatch, ca
 def test_demo_without_gradio_gives_the_install_hint(model_dir, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "gradio", None)  # `import gradio` raises ImportError
     code, _, err = tgsr(monkeypatch, capsys, "demo", "--model", model_dir, "--port", 0)
-    assert code == 2 and "pip install 'tgsr[demo]'" in _one_error_line(err)
+    assert code == 2 and "pip install 'tgsr[demo]'" in one_error_line(err)

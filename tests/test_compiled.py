@@ -109,7 +109,11 @@ def test_the_first_call_quiets_torch_cpp_extension_unless_the_user_set_it(monkey
     from tgsr.compiled import CompiledForward
 
     cpp_log = logging.getLogger("torch.utils.cpp_extension")
-    monkeypatch.setattr(cpp_log, "level", user_level)
-    monkeypatch.setattr(torch, "compile", lambda module, **kw: module)
-    CompiledForward(torch.nn.Conv2d(3, 4, 3))(torch.rand(1, 3, 8, 8))
-    assert cpp_log.level == (logging.ERROR if user_level == logging.NOTSET else user_level)
+    before = cpp_log.level
+    cpp_log.setLevel(user_level)  # setLevel, not a bare attribute: it clears logging's cache
+    try:
+        monkeypatch.setattr(torch, "compile", lambda module, **kw: module)
+        CompiledForward(torch.nn.Conv2d(3, 4, 3))(torch.rand(1, 3, 8, 8))
+        assert cpp_log.level == (logging.ERROR if user_level == logging.NOTSET else user_level)
+    finally:
+        cpp_log.setLevel(before)

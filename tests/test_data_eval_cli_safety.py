@@ -11,20 +11,13 @@ import pickle
 import pytest
 
 from datafixtures import HR, bird_captions, make, write_image, write_lines
+from helpers_cli import one_error_line
 from helpers_cli import run_tgsr as run
 from helpers_pipeline import make_run_dir
 from tgsr.config import DataConfig
 from tgsr.data.loader import build_dataset, read_records
 from tgsr.errors import BadInputError
 from tgsr.text import Vocabulary
-
-
-def one_line_error(code: int, err: str) -> str:
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err and "TGSR_DEBUG" not in err
-    return lines[0]
 
 
 def files_under(folder) -> list[str]:
@@ -83,7 +76,7 @@ def test_a_failed_eval_leaves_no_output_folder(run_dir, tmp_path, monkeypatch, c
     out = tmp_path / "ev2"
     code, _, err = run(monkeypatch, capsys, "eval", "--model", run_dir, "--data",
                        tmp_path / "nonexistent", "--out", out)  # fmt: skip
-    assert "nonexistent" in one_line_error(code, err)
+    assert "nonexistent" in one_error_line(err, code, alone=True)
     assert not out.exists()
     # a data root that exists but cannot be read fails inside the driver: still nothing written
     code, _, err = run(monkeypatch, capsys, "eval", "--model", run_dir, "--out", out,
@@ -121,7 +114,7 @@ def test_degrade_class_subfolders_need_recursive_and_keep_them(tmp_path, monkeyp
     images = _cub_images(tmp_path / "images")
     code, _, err = run(monkeypatch, capsys, "data", "degrade", images, "-s", 4, "-o",
                        tmp_path / "d1")  # fmt: skip
-    line = one_line_error(code, err)
+    line = one_error_line(err, code, alone=True)
     assert "no images directly in" in line and "2 subfolders" in line and "--recursive" in line
     assert not (tmp_path / "d1").exists()
     code, _, err = run(monkeypatch, capsys, "data", "degrade", images, "-s", 4, "-o",
@@ -138,7 +131,7 @@ def test_degrade_refuses_an_out_inside_an_input_folder(where, tmp_path, monkeypa
     write_image(fold / "a.jpg", 16, 16)
     before = files_under(fold)
     code, _, err = run(monkeypatch, capsys, "data", "degrade", fold, "-s", 4, "-o", fold / where)
-    assert "input folder" in one_line_error(code, err)
+    assert "input folder" in one_error_line(err, code, alone=True)
     assert files_under(fold) == before
 
 
@@ -147,7 +140,7 @@ def test_degrade_refuses_to_overwrite_an_input_file(tmp_path, monkeypatch, capsy
     before = (tmp_path / "a.png").read_bytes()
     code, _, err = run(monkeypatch, capsys, "data", "degrade", tmp_path / "a.png", "-s", 4,
                        "-o", tmp_path)  # fmt: skip
-    assert "overwrite" in one_line_error(code, err)
+    assert "overwrite" in one_error_line(err, code, alone=True)
     assert (tmp_path / "a.png").read_bytes() == before
 
 
@@ -222,7 +215,7 @@ def test_synth_refuses_out_of_range_options(option, value, message, tmp_path, mo
     out = tmp_path / "syn"
     code, _, err = run(monkeypatch, capsys, "data", "synth", "--out", out, "--num", 2, option,
                        value)  # fmt: skip
-    assert message in one_line_error(code, err)
+    assert message in one_error_line(err, code, alone=True)
     assert not out.exists()
 
 
@@ -236,21 +229,21 @@ def test_synth_unwritable_out_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
                            "--num", 2)  # fmt: skip
     finally:
         locked.chmod(0o700)
-    assert "cannot write" in one_line_error(code, err)
+    assert "cannot write" in one_error_line(err, code, alone=True)
 
 
 def test_synth_missing_parent_under_proc_is_one_line_exit_2(monkeypatch, capsys):
     if not os.path.isdir("/proc/self"):
         pytest.skip("no /proc")
     code, _, err = run(monkeypatch, capsys, "data", "synth", "--out", "/proc/nope", "--num", 2)
-    assert "/proc/nope" in one_line_error(code, err)
+    assert "/proc/nope" in one_error_line(err, code, alone=True)
 
 
 def test_synth_out_must_be_empty_or_the_same_layout(tmp_path, monkeypatch, capsys):
     mine = tmp_path / "mine"
     write_lines(mine / "notes.txt", ["my file"])
     code, _, err = run(monkeypatch, capsys, "data", "synth", "--out", mine, "--num", 2)
-    assert "not empty" in one_line_error(code, err)
+    assert "not empty" in one_error_line(err, code, alone=True)
     assert files_under(mine) == ["notes.txt"]
 
     syn = tmp_path / "syn"
@@ -262,7 +255,7 @@ def test_synth_out_must_be_empty_or_the_same_layout(tmp_path, monkeypatch, capsy
     for other in (["--num", 3], ["--seed", 1], ["--split", "test"], ["--scale", 8]):
         code, _, err = run(monkeypatch, capsys, "data", "synth", "--out", syn, "--num", 2,
                            "--scale", 4, *other)  # fmt: skip
-        assert "same layout" in one_line_error(code, err), other
+        assert "same layout" in one_error_line(err, code, alone=True), other
     assert sorted(before) == sorted(
         f for f in files_under(syn) if (syn / f).is_file()
     )  # nothing mixed in

@@ -128,3 +128,32 @@ def test_onnx_parity(tmp_path, use_text, arch, extra):
     assert np.abs(outs[0] - ref.sr.numpy()).max() <= 1e-3
     if use_text:
         assert np.abs(outs[1] - ref.attn[-1].numpy()).max() <= 1e-3
+    # a side of one pixel (its coordinate channels once divided by zero in the graph: NaN)
+    thin = {k: v[:1] for k, v in feed.items()} | {"lq": lq[:1, :, :1, :5].numpy()}
+    with torch.no_grad():
+        ref = pipe.generator(lq[:1, :, :1, :5], *(t[:1] for t in text_args))
+    out = sess["generator"].run(None, thin)[0]
+    assert np.isfinite(out).all() and np.abs(out - ref.sr.numpy()).max() <= 1e-3
+
+
+def test_export_over_a_pipeline_keeps_the_users_own_files(run_dir, tmp_path):
+    out = tmp_path / "model"
+    export_pipeline(run_dir, out, onnx=False)
+    (out / "README.md").write_text("my model card")
+    (out / "extras").mkdir()
+    (out / "extras" / "a.txt").write_text("a")
+    export_pipeline(run_dir, out)
+    assert (out / "README.md").read_text() == "my model card"
+    assert (out / "extras" / "a.txt").read_text() == "a"
+    assert (out / "generator" / "model.safetensors").is_file()
+
+
+def test_export_into_the_current_folder_is_one_line(run_dir, tmp_path, monkeypatch):
+    out = tmp_path / "model"
+    export_pipeline(run_dir, out)
+    monkeypatch.chdir(out)
+    with pytest.raises(TGSRError, match="is the current folder"):
+        export_pipeline(run_dir, ".")
+    assert (out / "pipeline.json").is_file()
+    monkeypatch.chdir(tmp_path)  # a relative --out from elsewhere works
+    assert export_pipeline(run_dir, "model2") and (tmp_path / "model2" / "pipeline.json").is_file()

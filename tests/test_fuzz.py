@@ -206,7 +206,7 @@ def test_jsonl_manifests_of_any_lines(lines, skip_bad):
 @given(st.lists(st.text(max_size=60) | JSON.map(json.dumps), max_size=6), st.booleans())
 @example(['{"image": "\\u0000"}'], False)
 def test_upscale_manifests_of_any_lines(lines, skip_bad):
-    from tgsr.cli.upscale import collect_jobs
+    from tgsr.cli.upscale_inputs import collect_jobs
 
     manifest = _scratch() / "m.jsonl"
     manifest.write_text("\n".join(lines), encoding="utf-8", errors="surrogatepass")
@@ -246,23 +246,28 @@ SEEDS = {fmt: _valid(fmt) for fmt in ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP
 
 
 def _decode(data: bytes) -> None:
-    """load_image and image_size: a uint8 RGB image or one BadInputError line, and no raw
-    Pillow warning (damaged EXIF / metadata) reaching the user."""
+    """load_image and image_size, each on its own: a uint8 RGB image (or a size) or one
+    BadInputError line, no raw Pillow warning (damaged EXIF / metadata) reaching the user, and
+    where both read the file, the header's size is the decoded image's (the CLI's output-size
+    check relies on it)."""
     from tgsr.data.images import image_size, load_image
 
     path = _scratch() / "img"
     path.write_bytes(data)
+    read: dict[str, object] = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        for read in (image_size, load_image):
+        for name, fn in (("size", image_size), ("image", load_image)):
             try:
-                out = read(path)
+                read[name] = fn(path)
             except BadInputError as exc:
                 assert str(exc).startswith(str(path)) and "\n" not in str(exc)
-                break
-        else:
-            assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3
     assert not [w for w in caught if "PIL" in w.filename], [str(w.message) for w in caught]
+    if "image" in read:
+        img = read["image"]
+        assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
+        if "size" in read:
+            assert read["size"] == img.shape[1::-1]
 
 
 @FUZZ

@@ -123,7 +123,7 @@ def test_pipeline_applies_the_folders_guard_and_the_call_overrides_it(pipe_dir, 
 def test_upscale_cli_reports_the_pull(pipe_dir, tmp_path, monkeypatch, capsys):
     from PIL import Image
 
-    from test_cli_upscale import tgsr
+    from helpers_cli import run_tgsr as tgsr
 
     photo = tmp_path / "in.png"
     Image.fromarray(natural_image(10, 10, seed=2)).save(photo)
@@ -141,7 +141,7 @@ def test_upscale_cli_reports_the_pull(pipe_dir, tmp_path, monkeypatch, capsys):
 
 
 def test_export_writes_the_guard(pipe_dir, tmp_path, monkeypatch, capsys):
-    from test_cli_upscale import tgsr
+    from helpers_cli import run_tgsr as tgsr
 
     run = pipe_dir.parent / "run"
     code, _, err = tgsr(monkeypatch, capsys, "export", run, "--out", tmp_path / "m",

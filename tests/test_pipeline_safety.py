@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import warnings
 from pathlib import Path
 
@@ -55,10 +54,8 @@ def test_output_size_limit_refuses_before_any_work(pipe, monkeypatch):
 
     monkeypatch.setattr("tgsr.pipeline.to_batch", no_work)
     big = np.zeros((6000, 6000, 3), np.uint8)  # x4: 24000x24000 > 2**28
-    start = time.perf_counter()
     with pytest.raises(BadInputError, match="pixel limit") as exc:
         pipe(big, CAPTION)
-    assert time.perf_counter() - start < 1.0
     assert "24000x24000" in _one_line(exc) and str(MAX_OUTPUT_PIXELS) in str(exc.value)
     batch = torch.zeros(1, 1, 1, 1).expand(3, 3, 5000, 5000)  # 3 x 20000² > 2**28, no memory
     with pytest.raises(BadInputError, match="3 images"):
@@ -157,10 +154,12 @@ def test_float_tensor_outside_0_1_is_refused(pipe, image):
         pipe(t, CAPTION)
     _one_line(exc)
     with pytest.raises(BadInputError, match=r"\[0, 1\]"):
-        pipe(t / 255 - 0.5, CAPTION)
+        pipe(t / 127.5 - 1, CAPTION)  # normalised to [-1, 1]
     with pytest.raises(BadInputError, match="uint8"):  # numpy floats: refused, as before
         pipe(image.astype(np.float32) / 255, CAPTION)
-    near = (t / 255 * 1.005).clamp(max=1.005)  # resampling overshoot within the tolerance
+    # bicubic overshoot, as tgsr.data.degradations.degrade leaves it (about +-0.04 at x8)
+    near = t / 255
+    near[:, 0, 0], near[:, 0, 1] = -0.05, 1.05
     assert pipe(near, CAPTION).image.size == (56, 40)
 
 

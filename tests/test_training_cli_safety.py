@@ -10,6 +10,7 @@ import io
 import json
 import os
 import shlex
+import shutil
 import signal
 
 import pytest
@@ -17,7 +18,8 @@ import yaml
 from rich.console import Console
 
 from datafixtures import make_cub, make_jsonl, write_image
-from test_cli_upscale import tgsr
+from helpers_cli import one_error_line
+from helpers_cli import run_tgsr as tgsr
 from tgsr.training import common
 from tgsr.training.run import Run
 
@@ -50,12 +52,6 @@ def _snapshot(folder):
             for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
 
 
-def _error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
-
-
 def _summary(folder) -> dict:
     return json.loads((folder / "train_summary.json").read_text())
 
@@ -76,7 +72,7 @@ def test_an_out_holding_a_run_is_refused_and_left_untouched(command, tmp_path, m
     before = _snapshot(run)
     code, _, err = go(monkeypatch, capsys, run, steps=3)
     assert code == 2
-    line = _error_line(err)
+    line = one_error_line(err, alone=True)
     assert "already holds a run" in line and "--resume" in line and "--overwrite" in line
     assert _snapshot(run) == before  # nothing written, nothing removed
 
@@ -109,13 +105,13 @@ def test_overwrite_removes_nothing_when_a_check_fails(tmp_path, monkeypatch, cap
     before = _snapshot(run)
     code, _, err = train(monkeypatch, capsys, run, "--overwrite", "--set",
                          "data.format=folder", "--set", f"data.root={tmp_path / 'nodata'}")  # fmt: skip
-    assert code == 2 and "nodata" in _error_line(err)
+    assert code == 2 and "nodata" in one_error_line(err, alone=True)
     assert _snapshot(run) == before
 
 
 def test_resume_and_overwrite_together_are_refused(tmp_path, monkeypatch, capsys):
     code, _, err = train(monkeypatch, capsys, tmp_path / "run", "--resume", "--overwrite")
-    assert code == 2 and "contradict" in _error_line(err)
+    assert code == 2 and "contradict" in one_error_line(err, alone=True)
     assert not (tmp_path / "run").exists()
 
 
@@ -166,7 +162,7 @@ def test_damsm_records_skipped_data_entries(tmp_path, monkeypatch, capsys):
 # ---- 3 and 9. DAMSM: --resume with nothing to resume, a failed start -----------------------
 def test_damsm_resume_without_a_checkpoint_is_an_error(tmp_path, monkeypatch, capsys):
     code, _, err = damsm(monkeypatch, capsys, tmp_path / "d", "--resume")
-    assert code == 2 and "--resume: no checkpoint in" in _error_line(err)
+    assert code == 2 and "--resume: no checkpoint in" in one_error_line(err, alone=True)
     assert not (tmp_path / "d").exists()
 
 
@@ -179,7 +175,7 @@ def test_a_data_set_smaller_than_a_batch_leaves_no_folder(command, tmp_path, mon
         )
     else:
         code, _, err = damsm(monkeypatch, capsys, tmp_path / "out", *_sets(*data), config="cub_x8")
-    assert code == 2 and "fewer than" in _error_line(err)
+    assert code == 2 and "fewer than" in one_error_line(err, alone=True)
     assert not (tmp_path / "out").exists()
 
 
@@ -242,7 +238,7 @@ def test_resume_with_other_networks_names_the_config_keys(tmp_path, monkeypatch,
     before = _snapshot(run)
     code, _, err = train(monkeypatch, capsys, run, "--resume", "--set", "generator.channels=16")
     assert code == 2
-    line = _error_line(err)
+    line = one_error_line(err, alone=True)
     assert "generator.channels 8 -> 16" in line and "new --out" in line
     assert _snapshot(run) == before
 
@@ -266,7 +262,7 @@ def test_damsm_resume_with_a_rebuilt_vocabulary_says_so(change, saved_vocab, tmp
     code, _, err = damsm(monkeypatch, capsys, tmp_path / "d", "--resume",
                          *_sets(*data, "damsm_train.batch_size=2"), steps=4, config="cub_x8")  # fmt: skip
     assert code == 2
-    line = _error_line(err)
+    line = one_error_line(err, alone=True)
     assert "vocabulary is rebuilt from the training captions" in line and "data differs" in line
 
 
@@ -316,3 +312,46 @@ def test_resume_at_max_steps_trains_nothing_and_rewrites_nothing(command, tmp_pa
     assert "already at step 3 >= " in err and "max_steps 2: nothing to train" in err
     assert "saved" not in err and " -> " not in err.split("nothing to train")[1]
     assert _snapshot(out) == before
+
+
+@pytest.mark.parametrize("command", ["train", "damsm"])
+def test_resume_at_max_steps_writes_a_final_save_that_a_kill_lost(command, tmp_path, monkeypatch,
+                                                                  capsys):  # fmt: skip
+    """A kill after the final checkpoint but before the model and summary were written: the
+    resume writes them from the checkpoint instead of leaving the run without its model."""
+    out = tmp_path / "out"
+    go = train if command == "train" else damsm
+    assert go(monkeypatch, capsys, out, steps=3)[0] == 0
+    model = "generator" if command == "train" else "text_encoder"
+    saved = (out / model / "model.safetensors").read_bytes()
+    shutil.rmtree(out / model)
+    (out / "train_summary.json").unlink()
+    code, _, err = go(monkeypatch, capsys, out, "--resume", steps=3)
+    assert code == 0, err
+    assert "nothing to train (its final save is incomplete: writing it again" in err
+    assert (out / model / "model.safetensors").read_bytes() == saved
+    summary = _summary(out)
+    assert summary["steps"] == 3 and summary["stopped_by"] == "max_steps"
+    assert [s for s, _ in summary["history"][next(iter(summary["history"]))]][-1] == 3
+
+
+def test_overwrite_without_a_run_touches_no_file_of_the_folder(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "project"
+    (out / "samples").mkdir(parents=True)
+    (out / "samples" / "photo.jpg").write_bytes(b"mine")
+    (out / "vocab.json").write_text("{}")
+    code, _, err = train(monkeypatch, capsys, out, "--overwrite")
+    assert code == 0, err
+    assert "replacing the previous run" not in err
+    assert (out / "samples" / "photo.jpg").read_bytes() == b"mine"
+
+
+def test_overwrite_refuses_a_damsm_that_is_part_of_the_run(tmp_path, monkeypatch, capsys):
+    dm = tmp_path / "dm"
+    assert damsm(monkeypatch, capsys, dm)[0] == 0
+    before = _snapshot(dm)
+    code, _, err = tgsr(monkeypatch, capsys, "train", "-c", "quickstart", "-o", dm, "--cpu",
+                        "--overwrite", *_sets(*TINY, "train.max_steps=1", f"damsm.path={dm}"))  # fmt: skip
+    assert code == 2
+    assert "is part of the run" in one_error_line(err, alone=True)
+    assert _snapshot(dm) == before

@@ -16,8 +16,9 @@ import time
 import pytest
 from PIL import Image
 
+from helpers_cli import one_error_line
+from helpers_cli import run_tgsr as tgsr
 from helpers_pipeline import make_pipeline_dir, make_run_dir, natural_image
-from test_cli_upscale import _one_error_line, tgsr
 from tgsr.pipeline import TGSRPipeline
 
 
@@ -65,7 +66,7 @@ def test_output_onto_an_input_is_refused_before_the_model_loads(
     code, out, err = tgsr(monkeypatch, capsys, "upscale", photos, "-m", model_dir,
                           "-t", "a red circle", "--out", photos, "--overwrite")  # fmt: skip
     assert code == 2, err
-    line = _one_error_line(err)
+    line = one_error_line(err)
     assert "would overwrite the input" in line and "photo0.png" in line and "1 more" in line
     assert _snapshot(photos) == before  # nothing replaced, nothing added
 
@@ -80,7 +81,7 @@ def test_existing_outputs_need_overwrite_and_the_index_is_appended(
     first = _snapshot(out)
     code, _, err = tgsr(monkeypatch, capsys, *args)
     assert code == 2
-    line = _one_error_line(err)
+    line = one_error_line(err)
     assert "already holds 2" in line and "photo0.png" in line and "--overwrite" in line
     assert _snapshot(out) == first  # outputs and index untouched
     code, stdout, err = tgsr(monkeypatch, capsys, *args, "--overwrite")
@@ -96,7 +97,7 @@ def test_bad_inputs_are_found_from_their_headers_before_the_model_loads(
     (photos / "photo1.png").write_text("not an image")  # between two good ones
     code, _, err = tgsr(monkeypatch, capsys, "upscale", photos, "-m", model_dir,
                         "-t", "a red circle", "--out", tmp_path / "out")  # fmt: skip
-    assert code == 2 and "photo1.png" in _one_error_line(err)
+    assert code == 2 and "photo1.png" in one_error_line(err)
     assert not (tmp_path / "out").exists()
 
 
@@ -109,7 +110,7 @@ def test_a_stop_mid_run_says_what_was_written_and_the_index_lists_it(
     code, _, err = tgsr(monkeypatch, capsys, "upscale", photos, "-m", model_dir,
                         "-t", "a red circle", "--out", out)  # fmt: skip
     assert code == 2
-    line = _one_error_line(err)
+    line = one_error_line(err)
     assert "photo5.png" in line and "1 image(s) already written to" in line
     assert str(out) in line and "--skip-bad" in line
     assert [e["output"] for e in _index(out)] == ["photo0.png"]
@@ -146,7 +147,7 @@ def test_skip_bad_with_nothing_written_exits_2_and_leaves_no_folder(
     code, _, err = tgsr(monkeypatch, capsys, "upscale", bad, "-m", model_dir,
                         "-t", "a red circle", "--out", out, "--skip-bad")  # fmt: skip
     assert code == 2
-    assert "nothing was written" in _one_error_line(err) and "x1.png" in err
+    assert "nothing was written" in one_error_line(err) and "x1.png" in err
     assert not out.exists()
 
 
@@ -164,7 +165,7 @@ def test_out_under_a_file_and_bad_tiles_are_one_line_before_the_model_loads(
     ]
     for args, needle in cases:
         code, _, err = tgsr(monkeypatch, capsys, "upscale", photos, "-m", model_dir, *args)
-        assert code == 2 and needle in _one_error_line(err), (args, err)
+        assert code == 2 and needle in one_error_line(err), (args, err)
         assert not (tmp_path / "o").exists()
 
 
@@ -175,7 +176,7 @@ def test_a_run_that_fails_on_its_only_input_leaves_no_folder(
     out = tmp_path / "deep" / "out"
     code, _, err = tgsr(monkeypatch, capsys, "upscale", tmp_path / "cut.png", "-m", model_dir,
                         "-t", "a red circle", "--out", out)  # fmt: skip
-    assert code == 2 and "nothing was written" in _one_error_line(err)
+    assert code == 2 and "nothing was written" in one_error_line(err)
     assert not (tmp_path / "deep").exists()
 
 
@@ -239,7 +240,12 @@ SLOW_UPSCALE = textwrap.dedent(
 )
 
 
-def test_sigint_during_upscale_says_what_was_written(model_dir, tmp_path):
+STOPS = pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+
+
+@STOPS
+def test_a_stop_signal_during_upscale_says_what_was_written(sig, model_dir, tmp_path):
+    """Ctrl-C, and SIGTERM (a timeout, docker stop, SLURM), in a real run in a subprocess."""
     photos = _photos(tmp_path / "photos", n=60)
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -251,19 +257,144 @@ def test_sigint_during_upscale_says_what_was_written(model_dir, tmp_path):
         while not (out / "photo0.png").exists() and time.time() < deadline:
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, stdout + stderr
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    assert "Traceback" not in stderr, stderr
+    last = [line for line in stderr.splitlines() if line.strip()][-1]  # after any torch warning
     written = sorted(p.name for p in out.glob("*.png"))
     assert 1 <= len(written) < 60
-    assert lines[0].startswith(f"interrupted: {len(written)} image(s) already written to {out}")
-    assert "results.jsonl" in lines[0]
+    assert last.startswith(f"interrupted: {len(written)} image(s) already written to {out}")
+    assert "results.jsonl" in last
     assert sorted(e["output"] for e in _index(out)) == written  # every output is listed
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.fixture
+def sigterm_raises():
+    """SIGTERM raises KeyboardInterrupt during the test: if the code under test does not handle
+    it, the test fails instead of pytest being killed."""
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, stop)
+    yield
+    signal.signal(signal.SIGTERM, old)
+
+
+@STOPS
+@pytest.mark.parametrize("during", ["output", "grid"])
+def test_a_stop_signal_waits_until_the_output_its_index_line_and_grid_are_written(
+    sig, during, model_dir, tmp_path, monkeypatch, capsys, sigterm_raises
+):
+    """The signal arrives while the first output is saved, or between the last output's index
+    line and its job's grid: the run stops right after, with all of them written and listed."""
+    import tgsr.cli.upscale as command
+    from tgsr.evaluation import figures
+
+    module, name = (command, "save_png") if during == "output" else (figures, "edit_rows")
+    write = getattr(module, name)
+
+    def signalled(*args, **kwargs):
+        os.kill(os.getpid(), sig)  # delivered at once unless held
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, signalled)
+    img, out = tmp_path / "bird.png", tmp_path / "o"
+    Image.fromarray(natural_image(8, 8)).save(img)
+    code, _, err = tgsr(monkeypatch, capsys, "upscale", img, "-m", model_dir, "--out", out,
+                        "-t", "a red circle", "-t", "a big star")  # fmt: skip
+    assert code == 130, err
+    expected = ["bird_1.png"] if during == "output" else ["bird_1.png", "bird_2.png"]
+    assert [e["output"] for e in _index(out)] == expected
+    assert sorted(p.name for p in out.glob("bird_?.png")) == expected
+    assert (out / "bird_grid.png").is_file() == (during == "grid")
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"interrupted: {len(expected)} image(s) already written to {out}")
+
+
+TWO_CAPTIONS = {"image": "a.png", "captions": ["a red circle", "a big star"]}
+CLASHES = {  # manifest lines, other inputs, the two inputs named, the name both would write
+    # a.png with two captions writes a_1.png, as a_1.png with one (--text) does
+    "output": ([TWO_CAPTIONS], ["a_1.png"], ("a.png", "a_1.png"), "a_1.png"),
+    "grid": ([TWO_CAPTIONS, {"image": "a_grid.png"}], [], ("a.png", "a_grid.png"), "a_grid.png"),
+    "folders": ([], ["a.png", "other"], ("a.png", "other/a.png"), "a.png"),
+    # the same image on two manifest lines with other captions: the second replaces the first
+    "captions": ([{"image": "a.png", "caption": "a big star"}, {"image": "a.png"}], [],
+                 ("list.jsonl:1", "list.jsonl:2"), "a.png"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(CLASHES))
+def test_outputs_that_would_replace_each_other_are_refused_before_the_model_loads(
+    case, model_dir, tmp_path, monkeypatch, capsys, no_model
+):
+    """Names are checked over everything each input writes, not only over the input's stem."""
+    lines, others, (first, second), name = CLASHES[case]
+    src = tmp_path / "in"
+    (src / "other").mkdir(parents=True)
+    for path in ("a.png", "a_1.png", "a_grid.png", "other/a.png"):
+        Image.fromarray(natural_image(8, 8)).save(src / path)
+    (src / "list.jsonl").write_text("\n".join(json.dumps(x) for x in lines))
+    inputs = [src / "list.jsonl"] * bool(lines) + [src / x for x in others]
+    out = tmp_path / "out"
+    code, _, err = tgsr(monkeypatch, capsys, "upscale", *inputs, "-m", model_dir, "--out", out,
+                        "-t", "a red circle")  # fmt: skip
+    assert code == 2, err
+    line = one_error_line(err)
+    assert f"both writing {name}" in line or f"both write {name} in --out" in line, line
+    assert f"{src / first} and {src / second}" in line or f"{first} and {src / second}" in line
+    assert not out.exists()
+
+
+def test_a_failed_grid_write_leaves_the_previous_grid_whole(tmp_path, monkeypatch):
+    from tgsr.evaluation.figures import edit_rows
+
+    path = tmp_path / "bird_grid.png"
+    path.write_bytes(b"the previous grid")
+
+    def disk_full(self, fp, *args, **kwargs):
+        with open(fp, "wb") as f:
+            f.write(b"\x89PNG\r\n\x1a\n half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", disk_full)
+    lq, sr = natural_image(8, 8), natural_image(64, 64)
+    with pytest.raises(OSError, match="No space"):
+        edit_rows(lq, ["a red circle", "a big star"], [sr, sr], path)
+    assert path.read_bytes() == b"the previous grid"
+    assert os.listdir(tmp_path) == ["bird_grid.png"]  # no temporary file left
+
+
+def test_the_output_size_limit_is_the_pipelines_rule(model_dir, tmp_path, monkeypatch, capsys):
+    """Checked from the headers before any work, in the pipeline's words (one rule for both)."""
+    import numpy as np
+
+    from tgsr.errors import BadInputError
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(natural_image(8, 8)).save(photos / "a.png")  # x8: 64x64, at the limit
+    Image.fromarray(natural_image(9, 8)).save(photos / "b.png")  # x8: 64x72, above it
+    with pytest.raises(BadInputError) as exc:
+        TGSRPipeline.from_pretrained(model_dir)(
+            np.zeros((9, 8, 3), np.uint8), max_output_pixels=4096
+        )
+    monkeypatch.setattr("tgsr.pipeline.MAX_OUTPUT_PIXELS", 4096)
+    out = tmp_path / "out"
+    code, _, err = tgsr(monkeypatch, capsys, "upscale", photos, "-m", model_dir, "--out", out)
+    assert code == 2 and not out.exists()
+    line = one_error_line(err)
+    reason = line.removeprefix(f"error: {photos / 'b.png'}: ")
+    assert reason != line and str(exc.value).startswith(reason), (line, str(exc.value))
+    code, stdout, err = tgsr(monkeypatch, capsys, "upscale", photos, "-m", model_dir,
+                             "--out", out, "--skip-bad")  # fmt: skip
+    assert code == 0 and "wrote 1 image(s)" in stdout and "skipped 1" in stdout, err
+    assert [e.get("output", e.get("skipped")) for e in _index(out)] == [reason, "a.png"]
 
 
 @pytest.mark.parametrize("use_text", [True, False])

@@ -14,8 +14,11 @@ class ModelFormatError(TGSRError):
 
 
 class Interrupted(TGSRError):
-    """A command stopped by SIGINT / SIGTERM after keeping what it had made (a training stage's
-    checkpoint, the outputs written so far); the CLI prints it and exits with 130."""
+    """A command stopped by SIGINT (Ctrl-C) or SIGTERM after keeping what it had made: a
+    training stage's checkpoint; for ``tgsr upscale``, every output written so far, each complete
+    and listed in ``results.jsonl`` (both signals are held back while an output, its grid and
+    its index line are written). The message says what was kept; the CLI prints it and exits
+    with 130."""
 
 
 class CompileError(TGSRError):

@@ -70,18 +70,40 @@ def export_pipeline(
         pipe.info.lr_guard = lr_guard
     # written into a fresh folder beside OUT, then swapped in: a failed export leaves OUT as it
     # was, a finished one holds only the new model (no old text_encoder/, vocab.json, onnx/)
-    target = out.resolve() if out.is_symlink() else out
+    target = out.resolve()
+    cwd = Path.cwd().resolve()
+    if target.exists() and (cwd == target or cwd.is_relative_to(target)):
+        raise TGSRError(f"--out {out} is the current folder (or holds it): run the export from "
+                        "another folder")  # fmt: skip
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = new_dir_beside(target)
     try:
         pipe.save_pretrained(tmp)
         if onnx:
             export_onnx(pipe, tmp / "onnx")
+        _keep_user_files(target, tmp)
         _swap_in(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+# what an export writes into a pipeline folder; anything else there (a README, a model card)
+# is the user's and moves into the new folder
+EXPORT_ENTRIES = (PIPELINE_NAME, "generator", "text_encoder", "vocab.json", "onnx")
+
+
+def _keep_user_files(old: Path, new: Path) -> None:
+    if not old.is_dir():
+        return
+    for item in old.iterdir():
+        if item.name in EXPORT_ENTRIES or (new / item.name).exists():
+            continue
+        if item.is_dir() and not item.is_symlink():
+            shutil.copytree(item, new / item.name, symlinks=True)
+        else:
+            shutil.copy2(item, new / item.name, follow_symlinks=False)
 
 
 def _swap_in(new: Path, target: Path) -> None:

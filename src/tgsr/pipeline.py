@@ -95,6 +95,7 @@ __all__ = [
     "TGSRPipeline",
     "DEFAULT_MAX_MEMORY",
     "MAX_OUTPUT_PIXELS",
+    "output_size_error",
     "fast_bf16",
     "pipeline_from_run",
     "resolve_dtype",
@@ -138,6 +139,17 @@ DEFAULT_MAX_MEMORY = 2 * 2**30  # activation bytes of one generator call (tiles 
 # output pixels of one call (all images of a batch together): 2**28 = 16384x16384, 0.75 GiB as
 # uint8 RGB; larger requests are refused before any work (``max_output_pixels=`` raises it)
 MAX_OUTPUT_PIXELS = 2**28
+
+
+def output_size_error(w: int, h: int, scale: int, limit: int, n: int = 1) -> str | None:
+    """The output-size rule (its condition and its words, in one place; ``tgsr upscale`` checks
+    it from the files' headers): None when ``n`` inputs of ``w`` x ``h`` give at most ``limit``
+    output pixels at ``scale``, else why not."""
+    if n * w * h * scale * scale <= limit:
+        return None
+    images = f"{n} images of " if n > 1 else ""
+    return (f"{images}{w}x{h} would give {w * scale}x{h * scale} output(s), above the {limit} "
+            "pixel limit; downscale or crop the input first")  # fmt: skip
 
 
 @dataclass
@@ -241,8 +253,9 @@ class TGSROutput:
 # ----------------------------------------------------------------------------- image conversion
 
 
-# float tensor inputs may stray this far outside [0, 1] (resampling overshoot); further is refused
-RANGE_TOLERANCE = 0.01
+# float tensor inputs may stray this far outside [0, 1]: bicubic overshoot (degrade() leaves
+# about +-0.04 at x8) passes; a 0..255 or a [-1, 1] image is refused
+RANGE_TOLERANCE = 0.5
 
 
 def to_batch(image) -> torch.Tensor:
@@ -602,14 +615,9 @@ class TGSRPipeline:
             n = 0
         if isinstance(limit, bool) or n < 1:
             raise BadInputError(f"max_output_pixels must be a positive integer, got {limit!r}")
-        limit = n
-        s = self.scale
-        if b * h * s * w * s > limit:
-            images = f"{b} images of " if b > 1 else ""
-            raise BadInputError(
-                f"{images}{w}x{h} would give {w * s}x{h * s} output(s), above the {limit} pixel "
-                "limit; downscale or crop the input first (or raise max_output_pixels=)"
-            )
+        why = output_size_error(w, h, self.scale, n, b)
+        if why is not None:
+            raise BadInputError(f"{why} (or raise max_output_pixels=)")
 
     @property
     def receptive_radius(self) -> int:

@@ -1,238 +1,47 @@
-"""`tgsr upscale`: a thin command over :mod:`tgsr.pipeline` -- inputs and manifests checked
-before the model loads, outputs and their ``results.jsonl`` index written one by one, progress,
-Ctrl-C."""
+"""`tgsr upscale`: a thin command over :mod:`tgsr.pipeline`. The inputs are read and checked
+before the model loads (:mod:`tgsr.cli.upscale_inputs`); here the run: outputs and their
+``results.jsonl`` index written one by one, progress, and stops by Ctrl-C or SIGTERM that keep
+every output with its index line."""
 
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
 import os
 import signal
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
-from tgsr.data.images import image_size, list_images, load_image, save_png
+from tgsr.cli.upscale_inputs import (
+    INDEX_NAME,
+    Job,
+    Skip,
+    check_inputs,
+    check_options,
+    check_output_sizes,
+    grid_name,
+    nothing_to_do,
+    output_names,
+    pick_device,
+    print_skipped,
+    reason,
+)
+from tgsr.data.images import load_image, save_png
 from tgsr.errors import BadInputError, Interrupted, TGSRError
 
 # Commands import what needs torch (torch, tgsr.pipeline, tgsr.export, tgsr.evaluation.figures,
 # with matplotlib) inside their bodies: torch takes ~3-4 s to import and `tgsr --help` or a
 # mistyped option should answer at once. tgsr.demo needs gradio, an optional dependency.
 
+__all__ = ["pick_device", "upscale"]
+
 # seconds between two plain progress lines when stderr is not a terminal (logs, pipes)
 PLAIN_PROGRESS_EVERY_S = 10.0
-INDEX_NAME = "results.jsonl"
-
-
-@dataclass
-class Job:
-    image: Path
-    captions: list[str]
-    stem: str
-    source: str  # where the job came from (for messages)
-    size: tuple[int, int] = (0, 0)  # (width, height) from the file's header
-
-
-# (where, reason): a skipped input or manifest line; printed as "<where>: <reason>"
-Skip = tuple[str, str]
-
-
-# ----------------------------------------------------------------------------- inputs
-
-
-def _read_manifest(path: Path, default_captions: list[str], skip_bad: bool, bad: list[Skip]):
-    """JSONL lines ``{"image": p, "caption": c}`` or ``{"image": p, "captions": [...]}``."""
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInputError(f"{path}: cannot read the manifest ({exc})") from None
-    jobs = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-            if not isinstance(rec, dict) or not isinstance(rec.get("image"), str):
-                raise ValueError('each line needs an "image" path')
-            if "captions" in rec:
-                caps = rec["captions"]
-                if (
-                    not isinstance(caps, list)
-                    or not caps
-                    or not all(isinstance(c, str) for c in caps)
-                ):
-                    raise ValueError('"captions" must be a non-empty list of strings')
-            elif "caption" in rec:
-                if not isinstance(rec["caption"], str):
-                    raise ValueError('"caption" must be a string')
-                caps = [rec["caption"]]
-            else:
-                caps = list(default_captions)
-        except ValueError as exc:  # json.JSONDecodeError is a ValueError
-            where, reason = f"{path}:{n}", str(exc).splitlines()[0]
-            if not skip_bad:
-                raise BadInputError(f"{where}: {reason}") from None
-            bad.append((where, reason))
-            continue
-        image = Path(rec["image"]).expanduser()
-        if not image.is_absolute():
-            image = path.parent / image
-        jobs.append(Job(image, caps, image.stem, f"{path}:{n}"))
-    return jobs
-
-
-def collect_jobs(
-    inputs: list[Path], captions: list[str], skip_bad: bool = False
-) -> tuple[list[Job], list[Skip]]:
-    """Files, folders (their images, sorted) and ``.jsonl`` manifests -> jobs, skipped entries
-    ``(where, reason)``."""
-    jobs: list[Job] = []
-    bad: list[Skip] = []
-    for inp in inputs:
-        if inp.is_dir():
-            found = list_images(inp)
-            if not found:
-                raise BadInputError(f"{inp}: no image files in this folder")
-            jobs += [Job(p, list(captions), p.stem, str(inp)) for p in found]
-        elif inp.suffix.lower() == ".jsonl":
-            if not inp.is_file():
-                raise BadInputError(f"{inp}: manifest not found")
-            jobs += _read_manifest(inp, captions, skip_bad, bad)
-        elif inp.exists():
-            jobs.append(Job(inp, list(captions), inp.stem, str(inp)))
-        else:
-            if not skip_bad:
-                raise BadInputError(f"{inp}: file not found")
-            bad.append((str(inp), "file not found"))
-    seen: dict[str, Path] = {}
-    for job in jobs:
-        if job.stem in seen and seen[job.stem] != job.image:
-            raise BadInputError(
-                f"{seen[job.stem]} and {job.image} would both write {job.stem}.png; rename one"
-            )
-        seen[job.stem] = job.image
-    return jobs, bad
-
-
-def output_names(stem: str, n_captions: int) -> list[str]:
-    """``<stem>.png`` for one caption, ``<stem>_<k>.png`` (k = 1..n) for several."""
-    if n_captions == 1:
-        return [f"{stem}.png"]
-    return [f"{stem}_{k}.png" for k in range(1, n_captions + 1)]
-
-
-def pick_device(device: str):
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise TGSRError(f"unknown device {device!r} (use cpu, cuda, cuda:0, mps)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TGSRError(f"--device {device}: CUDA is not available on this machine")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise TGSRError(f"--device {device}: MPS is not available on this machine")
-    return dev
-
-
-# ----------------------------------------------------------------------------- checks
-
-
-def _check_tile_options(tile: int | None, overlap: int | None) -> None:
-    """--tile / --overlap by the pipeline's rule, before the model loads."""
-    from tgsr.tiling import check_tile_options
-
-    try:
-        check_tile_options(tile, overlap, ("--tile", "--overlap"))
-    except ValueError as exc:
-        raise TGSRError(str(exc)) from None
-
-
-def _check_out(out: Path) -> None:
-    """--out is a folder or can become one (nothing is created here)."""
-    for p in (out, *out.parents):
-        if p.exists():
-            if not p.is_dir():
-                where = "a file is in the way" if p == out else f"{p} is a file, not a folder"
-                raise TGSRError(f"--out {out}: {where} (give a folder)")
-            if p != out and not os.access(p, os.W_OK | os.X_OK):
-                raise TGSRError(f"--out {out}: no permission to create it in {p}")
-            return
-
-
-def _planned(job: Job, save_attention: bool) -> list[str]:
-    """The names a job writes in --out: its outputs, its grid, its attention folders."""
-    names = output_names(job.stem, len(job.captions))
-    grid = [f"{job.stem}_grid.png"] if len(job.captions) > 1 else []
-    attention = [
-        f"{Path(n).stem}_attention"
-        for n, c in zip(names, job.captions, strict=True)
-        if save_attention and c.strip()
-    ]
-    return names + grid + attention
-
-
-def _refuse_replacing_inputs(out: Path, jobs: list[Job], manifests: list[Path]) -> None:
-    inputs: dict[str, Path] = {}
-    for p in [*(j.image for j in jobs), *manifests]:
-        inputs.setdefault(os.path.realpath(p), p)
-    names = [n for job in jobs for n in _planned(job, False)] + [INDEX_NAME]
-    clashes = [(n, inputs[r]) for n in names if (r := os.path.realpath(out / n)) in inputs]
-    if clashes:
-        name, path = clashes[0]
-        more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
-        raise TGSRError(f"--out {out}: writing {name} there would overwrite the input {path}"
-                        f"{more}; choose another --out folder")  # fmt: skip
-
-
-def _refuse_existing(out: Path, jobs: list[Job], save_attention: bool) -> None:
-    if not out.is_dir():
-        return
-    found = [out / n for job in jobs for n in _planned(job, save_attention) if (out / n).exists()]
-    if found:
-        raise TGSRError(f"--out {out} already holds {len(found)} of this run's output file(s) "
-                        f"(first: {found[0]}); pass --overwrite to replace them, or choose "
-                        "another --out folder")  # fmt: skip
-
-
-def _reason(exc: BaseException, path: Path) -> str:
-    """A ``BadInputError("<path>: <reason>")`` -> ``<reason>``."""
-    text, prefix = str(exc), f"{path}: "
-    return text[len(prefix) :] if text.startswith(prefix) else text
-
-
-def _read_headers(jobs: list[Job], skip_bad: bool, bad: list[Skip]) -> list[Job]:
-    """Each input's size from its header (nothing decoded), so that a file that is not an image
-    stops the run (or is skipped) before the model loads and before anything is written."""
-    kept = []
-    for job in jobs:
-        try:
-            job.size = image_size(job.image)
-        except BadInputError as exc:
-            if not skip_bad:
-                raise
-            bad.append((str(job.image), _reason(exc, job.image)))
-            continue
-        kept.append(job)
-    return kept
-
-
-def _nothing_to_do(bad: list[Skip]) -> TGSRError:
-    if not bad:
-        return TGSRError("nothing to upscale: the inputs hold no images")
-    return TGSRError(f"nothing was written: all {len(bad)} input(s) were bad (listed above)")
-
-
-def _print_skipped(console: Console, bad: list[Skip]) -> None:
-    from rich.markup import escape
-
-    for where, reason in bad:
-        console.print(f"[yellow]skipped:[/] {escape(f'{where}: {reason}')}")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -252,25 +61,37 @@ class _Outputs:
 
     def save(self, name: str, img) -> None:
         self._open()
-        try:
+        with self._writing(name):
             save_png(self.out / name, img)
+        self.written += 1
+
+    def save_grid(self, name: str, lq, captions: list[str], outputs: list, max_words: int):
+        """``<stem>_grid.png``: the LR input beside every output (written as save_png writes)."""
+        from tgsr.evaluation.figures import edit_rows
+
+        with self._writing(name):
+            edit_rows(lq, captions, outputs, self.out / name, max_words=max_words)
+
+    @contextlib.contextmanager
+    def _writing(self, name: str):
+        try:
+            yield
         except OSError as exc:
             raise TGSRError(f"{self.out / name}: cannot write it ({exc.strerror or exc})") from None
-        self.written += 1
 
     def record(self, entry: dict) -> None:
         self._index.write(json.dumps(entry) + "\n")
         self._index.flush()
 
-    def skip(self, where: str, reason: str) -> None:
-        self.skipped.append((where, reason))
-        self._skip_line(where, reason)
+    def skip(self, where: str, why: str) -> None:
+        self.skipped.append((where, why))
+        self._skip_line(where, why)
 
-    def _skip_line(self, where: str, reason: str) -> None:
+    def _skip_line(self, where: str, why: str) -> None:
         if self._index is None:
-            self._pending.append((where, reason))
+            self._pending.append((where, why))
         else:
-            self.record({"input": where, "skipped": reason})
+            self.record({"input": where, "skipped": why})
 
     def _open(self) -> None:
         if self._index is not None:
@@ -287,8 +108,8 @@ class _Outputs:
                 f"--out {self.out}: cannot write there ({exc.strerror or exc})"
             ) from None
         pending, self._pending = self._pending, []
-        for where, reason in pending:
-            self._skip_line(where, reason)
+        for where, why in pending:
+            self._skip_line(where, why)
 
     def so_far(self) -> str:
         if not self.written:
@@ -309,24 +130,56 @@ def _last_line_cut(path: Path) -> bool:
         return f.read(1) != b"\n"
 
 
+# ----------------------------------------------------------------------------- stop signals
+
+
+def _stop(signum, frame):  # noqa: ARG001
+    raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
-def _ctrl_c_held():
-    """Holds Ctrl-C back while an output and its results.jsonl line are written, so that an
-    interrupted run lists every output it wrote; the interrupt follows right after."""
+def _sigterm_stops_the_run():
+    """SIGTERM (a timeout, ``docker stop``, SLURM) stops the run as Ctrl-C does: it raises
+    KeyboardInterrupt, so the run says what it wrote; its default would kill it silently. A
+    SIGTERM the parent set to be ignored stays ignored."""
+    try:
+        old = signal.getsignal(signal.SIGTERM)
+        if old != signal.SIG_IGN:
+            signal.signal(signal.SIGTERM, _stop)
+    except ValueError:  # not the main thread: signals go elsewhere
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Holds Ctrl-C and SIGTERM back while an output (and a grid) and its results.jsonl line are
+    written, so that a stopped run lists every output it wrote and never leaves one unlisted;
+    a held signal is delivered right after, to the handler in place before."""
     held: list[int] = []
     try:
-        old = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+        old = {sig: signal.signal(sig, lambda signum, frame: held.append(signum))
+               for sig in STOP_SIGNALS}  # fmt: skip
     except ValueError:  # not the main thread: nothing to hold
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, old)
-        if held and callable(old):
-            old(signal.SIGINT, None)  # Python's default handler raises KeyboardInterrupt
-        elif held and old == signal.SIG_DFL:
-            signal.raise_signal(signal.SIGINT)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(held):
+            if callable(old[sig]):
+                old[sig](sig, None)  # Python's default SIGINT handler raises KeyboardInterrupt
+            elif old[sig] == signal.SIG_DFL:
+                signal.raise_signal(sig)
+
+
+# ----------------------------------------------------------------------------- progress
 
 
 class _Progress:
@@ -351,6 +204,8 @@ class _Progress:
 
     def update(self, done: float, name: str, tile: tuple[int, int] | None = None) -> None:
         """``done``: outputs finished (a fraction for the tiles of the current one)."""
+        from tgsr.training.common import duration
+
         info = f"{name} (tile {tile[0]}/{tile[1]})" if tile else name
         self.bar.update(self.task, completed=done, info=info)
         now = time.monotonic()
@@ -358,16 +213,12 @@ class _Progress:
             self.last = now
             elapsed = now - self.start
             left = elapsed * (self.total - done) / done
-            self.console.print(
-                f"upscale: {int(done)}/{self.total} output(s), {info}, "
-                f"{datetime.timedelta(seconds=round(elapsed))} elapsed, "
-                f"about {datetime.timedelta(seconds=round(left))} left",
-                markup=False,
-                highlight=False,
-            )
+            line = (f"upscale: {int(done)}/{self.total} output(s), {info}, {duration(elapsed)} "
+                    f"elapsed, about {duration(left)} left")  # fmt: skip
+            self.console.print(line, markup=False, highlight=False)
 
 
-# ----------------------------------------------------------------------------- commands
+# ----------------------------------------------------------------------------- the command
 
 
 def upscale(
@@ -431,34 +282,27 @@ def upscale(
     ),
 ) -> None:
     """Upscale images with a caption (editable SR: several --text values, one output each)."""
-    from tgsr.lr_guard import check_guard_db
-    from tgsr.tiling import parse_memory
-
     console = Console(stderr=True, soft_wrap=True)
-    # what can be checked without the model is checked before it loads, and before anything is
-    # written: the options, --out, every input's header, outputs that would replace files
-    _check_tile_options(tile, overlap)
-    try:
-        check_guard_db(lr_guard, zero_is_off=True, name="--lr-guard")
-    except ValueError as exc:
-        raise TGSRError(str(exc)) from None
-    try:
-        budget = parse_memory(max_memory)
-    except ValueError as exc:
-        raise TGSRError(f"--max-memory: {exc}") from None
-    _check_out(out)
+    call = check_options(tile, overlap, max_memory, lr_guard)
     captions = list(text or [])
-    jobs, bad = collect_jobs(list(inputs), captions or [""], skip_bad)
-    manifests = [p for p in inputs if p.suffix.lower() == ".jsonl" and p.is_file()]
-    _refuse_replacing_inputs(out, jobs, manifests)
-    jobs = _read_headers(jobs, skip_bad, bad)
-    if not overwrite:
-        _refuse_existing(out, jobs, save_attention)
+    jobs, bad = check_inputs(list(inputs), captions, out, overwrite, save_attention, skip_bad,
+                             console)  # fmt: skip
+    pipe = _load(model, pick_device(device), dtype, compile_, scale, tile, overlap)
+    jobs = check_output_sizes(jobs, pipe.scale, skip_bad, bad)
     if not jobs:
-        _print_skipped(console, bad)
-        raise _nothing_to_do(bad)
-    dev = pick_device(device)
+        print_skipped(console, bad)
+        raise nothing_to_do(bad)
+    _notes(console, pipe, captions, jobs, save_attention)
+    results = _Outputs(out, bad)
+    try:
+        no_words = _run(pipe, jobs, results, console, skip_bad, save_attention, call)
+    finally:
+        results.close()
+    _summary(console, results, no_words)
 
+
+def _load(model: Path, dev, dtype: str, compile_: bool, scale, tile, overlap):
+    """The pipeline, and the checks that need it: --scale, --tile against its default overlap."""
     from tgsr.pipeline import TGSRPipeline
 
     pipe = TGSRPipeline.from_pretrained(model, device=dev, dtype=dtype, compile=compile_)
@@ -468,10 +312,10 @@ def upscale(
         raise TGSRError(f"--tile {tile} must be larger than the default --overlap of this model "
                         f"({2 * pipe.receptive_radius}: twice its receptive-field radius); "
                         f"give a larger --tile, or --overlap below {tile}")  # fmt: skip
-    jobs = _check_output_sizes(jobs, pipe.scale, skip_bad, bad)
-    if not jobs:
-        _print_skipped(console, bad)
-        raise _nothing_to_do(bad)
+    return pipe
+
+
+def _notes(console: Console, pipe, captions: list[str], jobs: list[Job], save_attention: bool):
     if pipe.use_text and not captions and any(j.captions == [""] for j in jobs):
         console.print(
             "[yellow]note:[/] no --text given: images without a caption are upscaled with an "
@@ -482,51 +326,35 @@ def upscale(
     if not pipe.use_text and save_attention:
         console.print("[yellow]note:[/] this model does not use text; --save-attention writes "
                       "no attention maps")  # fmt: skip
-    results = _Outputs(out, bad)
-    call = {"tile": tile, "overlap": overlap, "max_memory": budget, "lr_guard": lr_guard}
-    try:
-        no_words = _run(pipe, jobs, results, console, skip_bad, save_attention, call)
-    finally:
-        results.close()
-    _print_skipped(console, results.skipped)
+
+
+def _summary(console: Console, results: _Outputs, no_words: list[str]) -> None:
+    print_skipped(console, results.skipped)
     if no_words:
         console.print(f"[yellow]note:[/] --save-attention: no attention maps for {len(no_words)} "
                       f"output(s) with an empty caption (no word to map), e.g. {no_words[0]}")  # fmt: skip
     if not results.written:
-        raise _nothing_to_do(results.skipped)
-    summary = f"wrote {results.written} image(s) to {out}"
+        raise nothing_to_do(results.skipped)
+    summary = f"wrote {results.written} image(s) to {results.out}"
     if results.skipped:
         summary += f"; skipped {len(results.skipped)} bad input(s)"
     typer.echo(summary)
 
 
-def _check_output_sizes(jobs: list[Job], s: int, skip_bad: bool, bad: list[Skip]) -> list[Job]:
-    """Inputs whose output would exceed the pipeline's pixel limit: refused (or skipped)."""
-    from tgsr.pipeline import MAX_OUTPUT_PIXELS
-
-    kept = []
-    for job in jobs:
-        w, h = job.size
-        if w * h * s * s <= MAX_OUTPUT_PIXELS:
-            kept.append(job)
-            continue
-        reason = (f"{w}x{h} would give a {w * s}x{h * s} output, above the {MAX_OUTPUT_PIXELS} "
-                  "pixel limit; downscale or crop it first")  # fmt: skip
-        if not skip_bad:
-            raise BadInputError(f"{job.image}: {reason}")
-        bad.append((str(job.image), reason))
-    return kept
+# ----------------------------------------------------------------------------- the run
 
 
 def _run(pipe, jobs: list[Job], results: _Outputs, console: Console, skip_bad: bool,
          save_attention: bool, call: dict) -> list[str]:  # fmt: skip
     """Upscale every job, each output written (and listed) as soon as it is made; a stop (a bad
-    input, an error, Ctrl-C) says what was written. -> the outputs with no words to map."""
-    from tgsr.pipeline import CaptionWarning
-
+    input, an error, Ctrl-C, SIGTERM) says what was written. -> the outputs with no words to
+    map."""
     done, no_words, current = 0, [], jobs[0].image
     try:
-        with _Progress(sum(len(j.captions) for j in jobs), console) as bar:
+        with (
+            _sigterm_stops_the_run(),
+            _Progress(sum(len(j.captions) for j in jobs), console) as bar,
+        ):
             for job in jobs:
                 current = job.image
                 bar.update(done, job.image.name)
@@ -535,50 +363,11 @@ def _run(pipe, jobs: list[Job], results: _Outputs, console: Console, skip_bad: b
                 except BadInputError as exc:  # e.g. cut short after a readable header
                     if not skip_bad:
                         raise
-                    results.skip(str(job.image), _reason(exc, job.image))
-                    done += len(job.captions)
-                    continue
-                outputs = []
-                for caption, name in zip(job.captions, output_names(job.stem, len(job.captions)),
-                                         strict=True):  # fmt: skip
-
-                    def on_tile(k, n, _done=done, _name=job.image.name):
-                        bar.update(_done + k / n, _name, (k, n))
-
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", CaptionWarning)
-                        result = pipe(lq, caption, return_attention=save_attention and pipe.use_text,
-                                      output_type="np", progress=on_tile, **call)  # fmt: skip
-                    for note in result.warnings:
-                        console.print(f"[yellow]warning:[/] {job.image.name}: {note}")
-                    sr = result.images[0]
-                    outputs.append(sr)
-                    entry = {"input": str(job.image), "caption": caption, "output": name,
-                             "unknown_words": result.unknown_words[0], "tiled": result.tiled}  # fmt: skip
-                    if result.lr_guard_alpha is not None:
-                        entry["lr_guard_alpha"] = round(float(result.lr_guard_alpha[0]), 4)
-                    with _ctrl_c_held():
-                        results.save(name, sr)
-                        if save_attention and result.attention is not None:
-                            if result.words[0]:
-                                entry["attention"] = _save_attention(
-                                    results.out, Path(name).stem, sr, result.words[0],
-                                    result.attention[0])  # fmt: skip
-                            else:  # an empty caption: no word to map
-                                no_words.append(name)
-                        results.record(entry)
-                    done += 1
-                    bar.update(done, job.image.name)
-                if len(job.captions) > 1:
-                    from tgsr.evaluation.figures import edit_rows
-
-                    edit_rows(
-                        lq,
-                        job.captions,
-                        outputs,
-                        results.out / f"{job.stem}_grid.png",
-                        max_words=pipe.max_words,
-                    )
+                    results.skip(str(job.image), reason(exc, job.image))
+                else:
+                    no_words += _upscale_job(pipe, job, lq, results, console, bar, done,
+                                             save_attention, call)  # fmt: skip
+                done += len(job.captions)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted: {results.so_far()}") from None
     except TGSRError as exc:
@@ -587,6 +376,47 @@ def _run(pipe, jobs: list[Job], results: _Outputs, console: Console, skip_bad: b
             raise TGSRError(f"{msg}; {results.so_far()}") from None
         hint = "" if skip_bad else "; --skip-bad skips bad inputs"
         raise BadInputError(f"{msg}; {results.so_far()}{hint}") from None
+    return no_words
+
+
+def _upscale_job(pipe, job: Job, lq, results: _Outputs, console: Console, bar: _Progress,
+                 done: int, save_attention: bool, call: dict) -> list[str]:  # fmt: skip
+    """One output per caption, each written with its index line while stop signals are held;
+    the grid of a job with several captions is written with its last output. -> the outputs
+    with no words to map."""
+    from tgsr.pipeline import CaptionWarning
+
+    names = output_names(job.stem, len(job.captions))
+    outputs, no_words = [], []
+    for k, (caption, name) in enumerate(zip(job.captions, names, strict=True)):
+
+        def on_tile(i, n, _done=done + k):
+            bar.update(_done + i / n, job.image.name, (i, n))
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CaptionWarning)
+            result = pipe(lq, caption, return_attention=save_attention and pipe.use_text,
+                          output_type="np", progress=on_tile, **call)  # fmt: skip
+        for note in result.warnings:
+            console.print(f"[yellow]warning:[/] {job.image.name}: {note}")
+        sr = result.images[0]
+        outputs.append(sr)
+        entry = {"input": str(job.image), "caption": caption, "output": name,
+                 "unknown_words": result.unknown_words[0], "tiled": result.tiled}  # fmt: skip
+        if result.lr_guard_alpha is not None:
+            entry["lr_guard_alpha"] = round(float(result.lr_guard_alpha[0]), 4)
+        with _signals_held():
+            results.save(name, sr)
+            if save_attention and result.attention is not None:
+                if result.words[0]:
+                    entry["attention"] = _save_attention(results.out, Path(name).stem, sr,
+                                                         result.words[0], result.attention[0])  # fmt: skip
+                else:  # an empty caption: no word to map
+                    no_words.append(name)
+            results.record(entry)
+            if (grid := grid_name(job)) and len(outputs) == len(names):
+                results.save_grid(grid, lq, job.captions, outputs, pipe.max_words)
+        bar.update(done + k + 1, job.image.name)
     return no_words
 
 

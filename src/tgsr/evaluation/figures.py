@@ -5,7 +5,8 @@ Agg canvas (no pyplot, no global backend change). Images are ``uint8 (H, W, 3)``
 float tensors ``(3, H, W)`` in [0, 1]. Small images are zoomed by an integer factor with nearest
 neighbour so that every cell is at least ``min_cell`` pixels (pixels stay visible, nothing is
 interpolated); the LR input is nearest-upscaled to the cell size. Output is deterministic: the
-same inputs give the same bytes (PNG metadata carries no date or version).
+same inputs give the same bytes (PNG metadata carries no date or version). Every figure is
+written beside its name and renamed into place (:func:`tgsr.files.atomic_write`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
+
+from tgsr.files import atomic_write
 
 __all__ = ["as_uint8", "attention_figure", "comparison_grid", "edit_rows", "training_curves"]
 
@@ -130,10 +133,11 @@ def _cell_size(images: Sequence, min_cell: int) -> tuple[int, int]:
 
 
 def _save_png(img: Image.Image, path: str | Path) -> Path:
+    """Written beside ``path`` and renamed into place: a kill or a full disk mid-write leaves the
+    previous file (or none), never half a PNG."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path, format="PNG", optimize=False)
-    return path
+    return atomic_write(path, lambda tmp: img.save(tmp, format="PNG", optimize=False))
 
 
 def comparison_grid(
@@ -219,10 +223,12 @@ def _figure(ncols: int, nrows: int, panel: float):
 
 
 def _save_fig(fig, path: str | Path) -> Path:
+    """As :func:`_save_png`: the complete figure or the previous file, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", metadata={"Software": None})
-    return path
+    return atomic_write(
+        path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None})
+    )
 
 
 def _upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:

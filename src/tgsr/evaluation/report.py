@@ -249,9 +249,6 @@ def _place_figures(out_dir: Path, figures: Mapping[str, Any]) -> list[tuple[str,
             path, caption = Path(spec[0]), str(spec[1])
         else:
             path, caption = Path(spec), _FIGURE_CAPTIONS.get(name, "")
-        if not path.is_absolute():  # relative to the working directory, as every path given;
-            # a file that exists only under out_dir is taken from there
-            path = path if path.exists() or not (out_dir / path).exists() else out_dir / path
         try:
             rel = path.resolve().relative_to(out_dir.resolve())
         except ValueError:
@@ -374,8 +371,7 @@ def write_report(
 
     ``figures``: ``name -> path`` (or ``(path, caption)``); known names (``comparison``,
     ``attention``, ``edits``, ``training_curves``) get a default caption. A relative figure path
-    is relative to the working directory (like ``out_dir``; one found only under ``out_dir`` is
-    taken from there). The report links images by paths relative to ``out_dir``, where the report
+    is relative to the working directory, like ``out_dir``. The report links images by paths relative to ``out_dir``, where the report
     files are (files elsewhere are copied into ``out_dir/figures``).
     ``meta``: ``title``, ``command`` (shown as "Reproduce with") and any other key/values
     (device, duration, config ...) listed under "Run".

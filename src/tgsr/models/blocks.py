@@ -136,8 +136,14 @@ def coord_channels(
         gy = ys[:, :, None].expand(-1, h, w)
         gx = xs[:, None, :].expand(-1, h, w)
         return torch.stack([gx, gy], 1).to(x.dtype).expand(b, -1, -1, -1)  # (B, 2, h, w)
-    ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h, device=x.device, dtype=x.dtype)
-    xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w, device=x.device, dtype=x.dtype)
+    if torch.onnx.is_in_onnx_export():
+        # the exported linspace divides by (steps - 1): a side of 1 pixel came out NaN in the
+        # graph; pixel centres as in the frame branch (equal to linspace up to float rounding)
+        ys = ((2 * torch.arange(h, device=x.device, dtype=torch.float32) + 1) / h - 1).to(x.dtype)
+        xs = ((2 * torch.arange(w, device=x.device, dtype=torch.float32) + 1) / w - 1).to(x.dtype)
+    else:  # eager: linspace, byte-identical to what the models were trained with
+        ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h, device=x.device, dtype=x.dtype)
+        xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w, device=x.device, dtype=x.dtype)
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack([gx, gy]).unsqueeze(0).expand(b, -1, -1, -1)
 

@@ -95,7 +95,7 @@ def clear_run(out_dir) -> list[str]:
     writes (:data:`RUN_ENTRIES`, ``config.resume-*.yaml``); anything else is left. -> the names
     removed."""
     out = Path(out_dir)
-    if not out.is_dir():
+    if not existing_run(out):  # no run here: nothing of a folder's own is touched
         return []
     names = [n for n in RUN_ENTRIES if (out / n).exists() or (out / n).is_symlink()]
     names += sorted(p.name for p in out.glob("config.resume-*.yaml"))
@@ -106,6 +106,19 @@ def clear_run(out_dir) -> list[str]:
         else:
             path.unlink()
     return names
+
+
+def _under_run_entries(path: Path, out: Path) -> bool:
+    """Whether ``path`` (symlinks resolved) is ``out`` itself or lies in an entry of ``out``
+    that ``--overwrite`` removes."""
+    path, out = path.expanduser().resolve(), out.expanduser().resolve()
+    if path == out:
+        return True
+    for name in RUN_ENTRIES:
+        entry = out / name
+        if path == entry or path.is_relative_to(entry) or path.is_relative_to(entry.resolve()):
+            return True
+    return False
 
 
 def preflight(out_dir, resume: bool, data_cfg, need_damsm: bool = False, damsm_path=None,
@@ -131,14 +144,13 @@ def preflight(out_dir, resume: bool, data_cfg, need_damsm: bool = False, damsm_p
         )
     if damsm_path and not Path(damsm_path).expanduser().is_dir():
         raise TGSRError(f"damsm.path={damsm_path}: no such DAMSM folder")
-    if (
-        damsm_path
-        and overwrite
-        and Path(damsm_path).expanduser().resolve() == out.resolve() / "damsm"
-    ):
-        raise TGSRError(f"damsm.path={damsm_path} is inside the run --overwrite would remove")
     if data_cfg.format != "synthetic" and not Path(data_cfg.root).expanduser().exists():
         raise TGSRError(f"data.root={data_cfg.root}: data set not found")
+    if overwrite and existing_run(out):
+        for key, used in (("damsm.path", damsm_path), ("data.root", data_cfg.root)):
+            if used and _under_run_entries(Path(used), out):
+                raise TGSRError(f"{key}={used} is part of the run in {out} that --overwrite "
+                                "would remove: copy it elsewhere first")  # fmt: skip
     root = out / "checkpoints"
     if resume and not checkpoint_candidates(root):
         raise TGSRError(f"--resume: no checkpoint in {root}")

@@ -127,7 +127,10 @@ def train_damsm(
     )  # the loader shards itself (training/checkpoint.py ShuffledBatches)
     modules = {"text_encoder": text_encoder, "image_encoder": image_encoder}
     run.restore(modules, {"optimizer": optimizer}, loader, vocab_size=len(vocab))
-    if run.nothing_to_train:  # resumed at or past max_steps: the DAMSM folder stays as it is
+    if run.nothing_to_train:  # resumed at or past max_steps: nothing to train
+        if run.main and not run.final_save_complete:  # a killed final save, written again
+            run.save_config(cfg)
+            _save(run, text_encoder, image_encoder, vocab, cfg, 0)
         run.close()
         return run.dir
     run.save_config(cfg)

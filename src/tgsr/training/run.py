@@ -178,13 +178,17 @@ class Run:
                 _say(f"resume: config differs from the run's: {', '.join(self.changes)}")
             if self.step >= self.settings.max_steps:
                 self.nothing_to_train = True
+                self.log, self.watch = ScalarLog(None), Stopwatch(elapsed)
+                self.log.history = {k: [tuple(p) for p in v]
+                                    for k, v in self.state.get("history", {}).items()}  # fmt: skip
                 if self.main:
+                    left = ("the run is left as it is" if self.final_save_complete else
+                            "its final save is incomplete: writing it again")  # fmt: skip
                     _say(
                         f"{self.title}: already at step {self.step} >= {self.section}.max_steps "
-                        f"{self.settings.max_steps}: nothing to train (the run is left as it is; "
+                        f"{self.settings.max_steps}: nothing to train ({left}; "
                         f"raise {self.section}.max_steps to train on)"
                     )
-                self.log, self.watch = ScalarLog(None), Stopwatch(elapsed)
                 return
             if self.main:
                 _say(
@@ -298,9 +302,20 @@ class Run:
 
     @property
     def stopped_by(self) -> str:
-        if self.stop.requested:
-            return "signal"
-        return "max_steps" if self.step >= self.settings.max_steps else "max_minutes"
+        if self.step >= self.settings.max_steps:  # a signal during the last step: finished
+            return "max_steps"
+        return "signal" if self.stop.requested else "max_minutes"
+
+    @property
+    def final_save_complete(self) -> bool:
+        """Whether the run's last session saved its model and summary at the checkpoint's step
+        (``train_summary.json`` is written last, after the model). A kill between the final
+        checkpoint and those writes leaves it stale or missing; a resume then writes them."""
+        try:
+            summary = json.loads((self.dir / "train_summary.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(summary, dict) and summary.get("steps") == self.step
 
     def write_summary(self, **extra) -> None:
         """``train_summary.json``: steps, minutes, why training stopped, images seen, skipped

@@ -377,8 +377,10 @@ def fit(
     suite = LossSuite(cfg.loss, cfg.generator, cfg.damsm, degradation=data.degradation)
     _prepare_training(nets, tc, run.accelerator)
     run.restore(nets.modules(), nets.optimizers(), loader)
-    if run.nothing_to_train:  # resumed at or past max_steps: the run folder stays as it is
-        return _unchanged(run, nets)
+    if run.nothing_to_train:  # resumed at or past max_steps: nothing to train
+        if run.final_save_complete:  # the run folder stays as it is
+            return _unchanged(run, nets)
+        return _finish(cfg, run, nets, text.vocab)  # a killed final save, written again
     if run.main:
         _write_run_files(cfg, run, text.vocab)
     for m in (nets.generator, nets.discriminator):
