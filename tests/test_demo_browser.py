@@ -64,6 +64,8 @@ def test_demo_upload_caption_click_in_chromium(tmp_path):
     upload = tmp_path / "input.png"
     Image.fromarray(natural_image(h, w, seed=5)).save(upload)
     expected = [w * pipe.scale, h * pipe.scale]
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("not an image")
 
     demo, url = launch(pipe, host="127.0.0.1", port=0, block=False)
     try:
@@ -95,14 +97,35 @@ def test_demo_upload_caption_click_in_chromium(tmp_path):
                 page.fill("#caption textarea", "a red and cyan striped circle\na blue square")
                 page.click("#run")
                 page.wait_for_function("() => document.querySelectorAll('#edits img').length >= 2")
+                # the run is over once no component shows gradio's pending overlay
+                page.wait_for_function("() => !document.querySelector('.pending, .generating')")
                 shot = tmp_path / "demo.png"
                 page.screenshot(path=str(shot), full_page=True)
+                if os.environ.get("TGSR_DEMO_SHOTS"):  # for looking at the layout
+                    shutil.copyfile(shot, Path(os.environ["TGSR_DEMO_SHOTS"]) / "demo.png")
                 assert Image.open(shot).size[0] == 1280
 
-                # a friendly message instead of a crash for an over-long caption
+                # an unknown word: the whole warning shows ("<unk>" is not read as a tag)
+                page.fill("#caption textarea", "a zzqx circle")
+                page.click("#run")
+                page.get_by_text("read as <unk>: zzqx", exact=False).first.wait_for()
+
+                # a friendly message instead of a crash for an over-long caption, and the
+                # previous outputs are cleared (no stale image or "Output: ..." note)
                 page.fill("#caption textarea", "word " * 60)
                 page.click("#run")
                 page.get_by_text("the limit is", exact=False).first.wait_for()
+                page.wait_for_function("() => !document.querySelector('#sr img')")
+                assert "Output:" not in page.inner_text("#notes")
+
+                # a file that is not an image, named .png: the demo's own one-line message
+                page.set_input_files("#lq input[type=file]", str(not_image))
+                page.fill("#caption textarea", "a circle")
+                page.click("#run")
+                page.get_by_text("not an image the demo can read", exact=False).first.wait_for()
+                assert "Could not preprocess" not in page.content()
+                shot_error = tmp_path / "demo_error.png"
+                page.screenshot(path=str(shot_error), full_page=True)
             finally:
                 browser.close()
     finally:

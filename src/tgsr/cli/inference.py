@@ -31,6 +31,9 @@ def export(
     typer.echo(f"wrote the pipeline folder {out}")
     if onnx:
         typer.echo(f"wrote ONNX files in {out / 'onnx'}")
+        if lr_guard is not None:  # the graphs are the bare networks
+            typer.echo(f"note: the ONNX graphs do not apply the LR guard ({lr_guard:g} dB); "
+                       "tgsr upscale, the pipeline and the demo do")  # fmt: skip
     # a no-text model (baseline) ignores captions: its hint has none
     text = ' --text "..."' if PipelineInfo.load(out / PIPELINE_NAME).use_text else ""
     typer.echo(f"use it:  tgsr upscale IMAGE --model {out}{text} --out results/")
@@ -47,6 +50,12 @@ def demo(
     max_upload_mb: float = typer.Option(10.0, "--max-upload-mb", help="Upload size limit."),
 ) -> None:
     """Start the web demo (gradio; local only unless --host says otherwise)."""
+    import math
+
+    from tgsr.errors import TGSRError
+
+    if not (max_upload_mb > 0 and math.isfinite(max_upload_mb)):
+        raise TGSRError(f"--max-upload-mb must be a positive number, got {max_upload_mb:g}")
     from tgsr.demo import launch
     from tgsr.pipeline import TGSRPipeline
 

@@ -2,17 +2,25 @@
 
 ``build_demo(pipe)`` returns the ``gr.Blocks`` (nothing is started); :func:`launch` queues it
 (one request at a time, a bounded waiting line) and serves it on 127.0.0.1 by default, with
-gradio's analytics off and no share link.
+gradio's analytics off and no share link. :func:`make_upscale` is the click handler alone (the
+tests call it directly).
 
 Limits (docs/reliability.md measures them under load): uploads above ``max_upload_mb`` are
-refused by the server before anything is read; an upload reaches the handler as a file path and
-its size in pixels is read from the header, so an image above ``max_side`` (a decompression bomb
-included) is refused before it is decoded; at most ``QUEUE_SIZE`` requests wait, the next ones
-get gradio's "queue is full" answer at once.
+refused by the server before anything is read; an upload reaches the handler as a file path,
+undecoded (gradio does not open it), and its size in pixels is read from the header, so an image
+above ``max_side`` (a decompression bomb included) is refused before it is decoded and any file
+that is not a readable image gets the demo's one-line message; at most ``QUEUE_SIZE`` requests
+wait, the next ones get gradio's "queue is full" answer at once.
+
+Bad input (``gr.Error`` raised by the handler) logs one line on the server, no traceback; an
+unexpected exception keeps gradio's traceback. Every click clears the previous outputs first, so
+an error never leaves an older result on screen.
 """
 
 from __future__ import annotations
 
+import html
+import logging
 import os
 import socket
 import tempfile
@@ -29,8 +37,15 @@ MAX_UPLOAD_MB = 10.0
 QUEUE_SIZE = 16
 EXAMPLE_SEEDS = (3, 11, 25, 42)
 IMAGE_HEIGHT = 280
+ATTENTION_COLUMNS = 6
 # show small LR inputs and SR outputs enlarged with visible pixels
 CSS = "#lq img, #bicubic img, #sr img { image-rendering: pixelated; object-fit: contain; }"
+ATTENTION_NOTE = (
+    "Word maps share one scale, as `tgsr upscale --save-attention` writes them: the share of "
+    "each pixel's attention that goes to the word (0 to 1), so a word the model ignores stays dark."
+)
+
+log = logging.getLogger("tgsr.demo")
 
 
 def import_gradio():
@@ -50,15 +65,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def attention_overlay(image: np.ndarray, attn) -> np.ndarray:
-    """A word map over the SR image: heat map (min-max normalised per word) blended 50/50."""
-    import torch
-
+    """A word map over the SR image: heat map blended 50/50. The map keeps its values (in
+    [0, 1], not renormalised per word), so the maps of different words compare."""
     from tgsr.pipeline import attention_to_image
 
-    a = attn.detach().float()
-    lo, hi = float(a.min()), float(a.max())
-    a = (a - lo) / (hi - lo) if hi > lo else torch.zeros_like(a)
-    heat = attention_to_image(a, image.shape[:2]).astype(np.float32)
+    heat = attention_to_image(attn, image.shape[:2]).astype(np.float32)
     return np.floor(0.5 * image.astype(np.float32) + 0.5 * heat + 0.5).astype(np.uint8)
 
 
@@ -88,28 +99,57 @@ def render_examples(pipe, folder: Path, seeds=EXAMPLE_SEEDS) -> list[list]:
     return examples
 
 
-def build_demo(
+def refuse(gr, message: str):
+    """A ``gr.Error`` for bad input: shown to the user, one line in the server log."""
+    log.warning("tgsr demo: refused a request: %s", message)
+    return gr.Error(message, print_exception=False)
+
+
+def upload_input(gr, **kw):
+    """A ``gr.Image`` whose upload reaches the handler as its file path, undecoded.
+
+    gradio's own ``gr.Image(type="filepath")`` opens the file with Pillow first, so a file that
+    is not an image got gradio's internal error (with server paths) before the demo saw it. The
+    instance's ``preprocess`` is replaced (a subclass would make gradio write a ``.pyi`` file
+    next to this module)."""
+    image = gr.Image(type="filepath", **kw)
+    image.preprocess = lambda payload: None if payload is None else payload.path
+    return image
+
+
+def make_upscale(
     pipe,
+    gr=None,
     *,
     max_side: int = MAX_SIDE,
     max_caption_chars: int = MAX_CAPTION_CHARS,
     max_captions: int = MAX_CAPTIONS,
-    examples: bool = True,
 ):
-    """The demo's ``gr.Blocks`` for ``pipe`` (a :class:`~tgsr.pipeline.TGSRPipeline`)."""
-    gr = import_gradio()
+    """The click handler: ``upscale(image, text) -> (bicubic, sr, attention, edits, notes)``.
+
+    ``image`` is a file path (or an array); ``text`` holds one caption per line."""
+    gr = gr or import_gradio()
 
     def parse_captions(text: str | None) -> list[str]:
+        if not pipe.use_text:
+            return [""]
         captions = [line.strip() for line in (text or "").splitlines() if line.strip()]
         if len(captions) > max_captions:
-            raise gr.Error(f"Please give at most {max_captions} captions (one per line).")
+            raise refuse(gr, f"Please give at most {max_captions} captions (one per line).")
         for c in captions:
             if len(c) > max_caption_chars:
-                raise gr.Error(
+                raise refuse(
+                    gr,
                     f"A caption is {len(c)} characters long; the limit is {max_caption_chars}. "
-                    f"The model reads only the first {pipe.max_words} words anyway."
+                    f"The model reads only the first {pipe.max_words} words anyway.",
                 )
         return captions or [""]
+
+    def is_empty(caption: str) -> bool:
+        """No word for the model (punctuation only counts as empty): the pipeline's rule."""
+        from tgsr.text import tokenize
+
+        return not tokenize(caption, lowercase=pipe.vocab.lowercase)
 
     def read_upload(path: str) -> np.ndarray:
         """The uploaded file, its size checked from the header before anything is decoded."""
@@ -122,16 +162,16 @@ def build_demo(
             with Image.open(path) as img:  # lazy: reads the header only
                 w, h = img.size
         except Image.DecompressionBombError:  # Pillow's own header check, far above max_side
-            raise gr.Error(too_large("above Pillow's decompression-bomb limit")) from None
+            raise refuse(gr, too_large("above Pillow's decompression-bomb limit")) from None
         except (OSError, UnidentifiedImageError, ValueError):
-            raise gr.Error("This file is not an image the demo can read.") from None
+            raise refuse(gr, "This file is not an image the demo can read.") from None
         if max(w, h) > max_side:
-            raise gr.Error(too_large(f"{w}x{h} pixels"))
+            raise refuse(gr, too_large(f"{w}x{h} pixels"))
         try:
             return load_image(path)
         except BadInputError as exc:  # corrupt, truncated, NaN floats ...
             reason = str(exc).split(": ", 1)[-1]
-            raise gr.Error(f"This image cannot be used: {reason}") from None
+            raise refuse(gr, f"This image cannot be used: {reason}") from None
 
     def too_large(size: str) -> str:
         return (
@@ -139,9 +179,9 @@ def build_demo(
             f"{max_side}x{max_side}. Downscale it, or use `tgsr upscale` for any size."
         )
 
-    def upscale(image, text):
+    def upscale(image, text=""):
         if image is None:
-            raise gr.Error("Please upload an image first.")
+            raise refuse(gr, "Please upload an image first.")
         if isinstance(image, (str, os.PathLike)):
             image = read_upload(os.fspath(image))
         image = np.asarray(image)
@@ -150,7 +190,7 @@ def build_demo(
         image = np.ascontiguousarray(image[..., :3]).astype(np.uint8)
         h, w = image.shape[:2]
         if max(h, w) > max_side:
-            raise gr.Error(too_large(f"{w}x{h} pixels"))
+            raise refuse(gr, too_large(f"{w}x{h} pixels"))
         captions = parse_captions(text)
         bicubic = pipe.bicubic(image, output_type="np")[0]
         results = [
@@ -158,41 +198,82 @@ def build_demo(
         ]
         first = results[0]
         sr = first.images[0]
+        notes = [f"Output: {sr.shape[1]}x{sr.shape[0]} (x{pipe.scale})."]
+        if not pipe.use_text:
+            return bicubic, sr, [], gr.Gallery(value=[], visible=False), notes[0]
+        empty = [is_empty(c) for c in captions]
         attention = []
-        if pipe.use_text and first.attention is not None:
+        if first.attention is not None:
             attention = [
                 (attention_overlay(sr, first.attention[0][i]), word)
                 for i, word in enumerate(first.words[0])
             ]
         edits = [
-            (r.images[0], c or "(empty caption)") for r, c in zip(results, captions, strict=True)
+            (r.images[0], "(empty caption)" if e else c)
+            for r, c, e in zip(results, captions, empty, strict=True)
         ]
-        notes = [f"Output: {sr.shape[1]}x{sr.shape[0]} (x{pipe.scale})."]
-        if not pipe.use_text:
-            notes.append("This model does not use text: the caption is ignored.")
-        elif captions == [""]:
+        if len(captions) == 1 and empty[0]:
             notes.append("Empty caption: the model's text-free output (no word to attend to).")
-        for r in results:
-            notes += [f"Warning: {n}" for n in r.warnings]
+        else:
+            notes += [
+                f"Caption {i + 1} has no words: its output is the model's text-free one."
+                for i, e in enumerate(empty)
+                if e
+            ]
+        if attention:
+            notes.append(ATTENTION_NOTE)
+        for r in results:  # html-escaped: "<unk>" is not a tag
+            notes += [f"Warning: {html.escape(n)}" for n in r.warnings]
         edits_view = gr.Gallery(value=edits, visible=len(edits) > 1)
         return bicubic, sr, attention, edits_view, "\n\n".join(notes)
 
-    text_note = (
-        f"One caption per line (up to {max_captions}) to compare edits; the model reads the "
-        f"first {pipe.max_words} words of each."
-        if pipe.use_text
-        else "This model does not use text."
-    )
-    with gr.Blocks(title="TGSR demo", analytics_enabled=False) as demo:
-        gr.Markdown(
+    return upscale
+
+
+def clear_outputs(gr=None):
+    """What a click shows before the handler answers: no image, no map, no note."""
+    gr = gr or import_gradio()
+    return None, None, [], gr.Gallery(value=[], visible=False), ""
+
+
+def build_demo(
+    pipe,
+    *,
+    max_side: int = MAX_SIDE,
+    max_caption_chars: int = MAX_CAPTION_CHARS,
+    max_captions: int = MAX_CAPTIONS,
+    examples: bool = True,
+):
+    """The demo's ``gr.Blocks`` for ``pipe`` (a :class:`~tgsr.pipeline.TGSRPipeline`).
+
+    A no-text model (``pipe.use_text`` false) gets no caption box, no word maps and no caption
+    comparison: the page is a plain super-resolution demo."""
+    gr = import_gradio()
+    use_text = pipe.use_text
+    upscale = make_upscale(pipe, gr, max_side=max_side, max_caption_chars=max_caption_chars,
+                           max_captions=max_captions)  # fmt: skip
+
+    if use_text:
+        header = (
             f"# Text-guided super-resolution (x{pipe.scale})\n"
             f"Upload a low-resolution image (up to {max_side}x{max_side} pixels), describe it, "
             "and compare bicubic with TGSR. The word maps show where each word attends."
         )
+        sr_label = "TGSR"
+    else:
+        header = (
+            f"# Super-resolution (x{pipe.scale}), no-text model\n"
+            f"Upload a low-resolution image (up to {max_side}x{max_side} pixels) and compare "
+            "bicubic with the model's output. This model was trained without text: it takes "
+            "no caption."
+        )
+        sr_label = "Super-resolution (no-text model)"
+    with gr.Blocks(title="TGSR demo", analytics_enabled=False) as demo:
+        gr.Markdown(header)
         with gr.Row():
             with gr.Column():
-                image = gr.Image(
-                    type="filepath",  # decoded by the handler, after its size check
+                image = upload_input(  # the handler gets the path, undecoded
+                    gr,
                     image_mode=None,
                     label="Low-resolution input",
                     height=IMAGE_HEIGHT,
@@ -201,9 +282,11 @@ def build_demo(
                 text = gr.Textbox(
                     lines=3,
                     label="Caption(s)",
-                    info=text_note,
+                    info=f"One caption per line (up to {max_captions}) to compare edits; the "
+                    f"model reads the first {pipe.max_words} words of each.",
                     placeholder="a red and cyan striped circle",
                     elem_id="caption",
+                    visible=use_text,
                 )
                 button = gr.Button("Upscale", variant="primary", elem_id="run")
             with gr.Column():
@@ -211,20 +294,33 @@ def build_demo(
                     bicubic = gr.Image(type="numpy", format="png", label="Bicubic",
                                        height=IMAGE_HEIGHT, interactive=False,
                                        elem_id="bicubic")  # fmt: skip
-                    sr = gr.Image(type="numpy", format="png", label="TGSR", height=IMAGE_HEIGHT,
-                                  interactive=False, elem_id="sr")  # fmt: skip
+                    sr = gr.Image(type="numpy", format="png", label=sr_label,
+                                  height=IMAGE_HEIGHT, interactive=False, elem_id="sr")  # fmt: skip
                 notes = gr.Markdown(elem_id="notes")
-        attention = gr.Gallery(label="Word attention (first caption)", columns=6, height=220,
-                               object_fit="contain", elem_id="attention")  # fmt: skip
-        edits = gr.Gallery(label="One output per caption", columns=4, height=300,
-                           object_fit="contain", visible=False, elem_id="edits")  # fmt: skip
-        button.click(upscale, [image, text], [bicubic, sr, attention, edits, notes])
+        # PNG, not gradio's default WebP: lossy WebP greys out thin coloured stripes
+        # height "auto": every word shows, no inner scroll
+        attention = gr.Gallery(label="Word attention (first caption)", format="png",
+                               columns=ATTENTION_COLUMNS, height="auto",
+                               object_fit="contain", allow_preview=False, visible=use_text,
+                               elem_id="attention")  # fmt: skip
+        edits = gr.Gallery(label="One output per caption", format="png", columns=max_captions,
+                           height="auto", object_fit="contain", allow_preview=False,
+                           visible=False, elem_id="edits")  # fmt: skip
+        outputs = [bicubic, sr, attention, edits, notes]
+        # clear first: an error then leaves no earlier result on screen
+        button.click(lambda: clear_outputs(gr), None, outputs, queue=False).then(
+            upscale, [image, text], outputs
+        )
         if examples:
             # the example PNGs are removed when the process exits (not left in /tmp)
             demo.tgsr_examples_dir = tempfile.TemporaryDirectory(prefix="tgsr-demo-")
             rows = render_examples(pipe, Path(demo.tgsr_examples_dir.name))
-            if rows:
-                gr.Examples(rows, [image, text], label="Examples (ShapeCaps test scenes)")
+            if rows and use_text:
+                gr.Examples(rows, [image, text], label="Examples (ShapeCaps test scenes)",
+                            elem_id="examples")  # fmt: skip
+            elif rows:
+                gr.Examples([r[:1] for r in rows], [image], elem_id="examples",
+                            label="Examples (ShapeCaps test scenes)")  # fmt: skip
     return demo
 
 
@@ -236,18 +332,30 @@ def launch(
     block: bool = True,
     **build_kw,
 ):
-    """Build, queue and serve the demo. ``block=False`` returns ``(demo, url)`` at once."""
+    """Build, queue and serve the demo. ``block=False`` returns ``(demo, url)`` at once.
+
+    A busy ``port`` raises :class:`~tgsr.errors.TGSRError` (``port=0``: any free port)."""
+    if not (0 < max_upload_mb < float("inf")):
+        raise TGSRError(f"max_upload_mb must be a positive number, got {max_upload_mb}")
     demo = build_demo(pipe, **build_kw)
     demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
+    requested = port
     port = port or free_port(host)
-    _, url, _ = demo.launch(
-        server_name=host,
-        server_port=port,
-        share=False,
-        max_file_size=int(max_upload_mb * 1024 * 1024),
-        show_error=True,
-        css=CSS,
-        prevent_thread_lock=not block,
-        quiet=not block,
-    )
+    try:
+        _, url, _ = demo.launch(
+            server_name=host,
+            server_port=port,
+            share=False,
+            max_file_size=int(max_upload_mb * 1024 * 1024),
+            show_error=True,
+            css=CSS,
+            prevent_thread_lock=not block,
+            quiet=not block,
+        )
+    except OSError as exc:
+        if "Cannot find empty port" not in str(exc):
+            raise
+        if requested == 0:  # the free port was taken in between: unlikely, say so plainly
+            raise TGSRError(f"port {port} was taken while the demo started: try again") from None
+        raise TGSRError(f"port {port} is in use: pass another --port (0: any free port)") from None
     return demo, url
