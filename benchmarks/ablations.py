@@ -224,8 +224,7 @@ def run_worker(a) -> None:
         sink.flush()
 
     run_dir = Path(a.work) / f"{a.suite}.{a.name}_s{a.seed}"
-    result = fit(cfg, run_dir, cpu=a.device == "cpu", progress=False, on_eval=curve,
-                 overwrite=True)
+    result = fit(cfg, run_dir, cpu=a.device == "cpu", progress=False, on_eval=curve, overwrite=True)
     summary = json.loads((run_dir / "train_summary.json").read_text())
     hist = summary.pop("history", {})
     # the logged losses (every 50 steps), TIC / cGAN gains of loss.balance and the gradient
