@@ -99,6 +99,7 @@ def test_demo_upload_caption_click_in_chromium(tmp_path):
                 page.wait_for_function("() => document.querySelectorAll('#edits img').length >= 2")
                 # the run is over once no component shows gradio's pending overlay
                 page.wait_for_function("() => !document.querySelector('.pending, .generating')")
+                page.wait_for_timeout(1000)  # the outputs fade back in from the pending state
                 shot = tmp_path / "demo.png"
                 page.screenshot(path=str(shot), full_page=True)
                 if os.environ.get("TGSR_DEMO_SHOTS"):  # for looking at the layout

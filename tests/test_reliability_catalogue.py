@@ -5,9 +5,11 @@ traceback, and no output file written (docs/reliability.md lists the cases)."""
 from __future__ import annotations
 
 import os
+import signal
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -466,3 +468,24 @@ def test_demo_example_files_are_removed_when_the_process_exits(ws):
     folder, n_png = done.stdout.split()[-2:]
     assert Path(folder).name.startswith("tgsr-demo-") and int(n_png) >= 1
     assert not Path(folder).exists()
+
+
+@pytest.mark.slow
+def test_a_demo_server_stopped_by_sigterm_removes_its_example_files(ws, tmp_path):
+    """`tgsr demo` ended by SIGTERM (systemd, docker stop) runs its exit handlers like Ctrl-C."""
+    pytest.importorskip("gradio")
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "TMPDIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "tgsr.cli.app", "demo", "--model",
+                             str(ws["model"]), "--port", "0"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob("tgsr-demo-*/*.png")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert list(tmp_path.glob("tgsr-demo-*/*.png")), "the demo never wrote its examples"
+        time.sleep(1.0)  # into the server's blocking loop
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert not list(tmp_path.glob("tgsr-demo-*"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import sys
 from pathlib import Path
 
 import typer
@@ -60,4 +62,7 @@ def demo(
     from tgsr.pipeline import TGSRPipeline
 
     pipe = TGSRPipeline.from_pretrained(model, device=pick_device(device))
+    # SIGTERM (systemd, docker stop, kill) ends the server as Ctrl-C does, so the exit handlers
+    # run and the example images' temporary folder is removed
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     launch(pipe, host=host, port=port, max_upload_mb=max_upload_mb)

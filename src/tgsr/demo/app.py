@@ -39,7 +39,11 @@ EXAMPLE_SEEDS = (3, 11, 25, 42)
 IMAGE_HEIGHT = 280
 ATTENTION_COLUMNS = 6
 # show small LR inputs and SR outputs enlarged with visible pixels
-CSS = "#lq img, #bicubic img, #sr img { image-rendering: pixelated; object-fit: contain; }"
+CSS = (
+    "#lq img, #bicubic img, #sr img { image-rendering: pixelated; object-fit: contain; }"
+    # galleries as tall as their rows (gradio keeps 450 px: a row of word maps left a gap)
+    " #attention .fixed-height, #edits .fixed-height { min-height: 0; }"
+)
 ATTENTION_NOTE = (
     "Word maps share one scale, as `tgsr upscale --save-attention` writes them: the share of "
     "each pixel's attention that goes to the word (0 to 1), so a word the model ignores stays dark."
