@@ -30,3 +30,15 @@ def test_notice_only_for_a_short_budget_without_fast_bf16():
 def test_cli_help_states_both_defaults():
     out = CliRunner().invoke(app, ["quickstart", "--help"], env={"COLUMNS": "200"}).output
     assert "--minutes" in out and "18" in out and "45" in out
+
+
+def test_example_inputs_of_a_rerun_replace_the_old_ones(tmp_path):
+    """A second quickstart into the same --out (another --seed) leaves only its own examples."""
+    from tgsr.quickstart import _write_examples
+
+    _write_examples(tmp_path / "examples", seed=0)  # 4 examples
+    second = _write_examples(tmp_path / "examples", seed=1, num=3)
+    pngs = sorted(p.name for p in (tmp_path / "examples" / "lq_x8").iterdir())
+    assert pngs == sorted(lq.name for lq, _, _ in second) and len(pngs) == 3
+    records = (tmp_path / "examples" / "attributes.jsonl").read_text().splitlines()
+    assert len(records) == 3

@@ -20,6 +20,7 @@ import dataclasses
 import json
 import platform
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -102,8 +103,9 @@ def quickstart_configs(minutes: float, seed: int, overrides: list[str]) -> dict[
 
 def _write_examples(folder: Path, seed: int, num: int = 4) -> list[tuple[Path, str, str]]:
     """A few LR inputs of the test split (8x8 PNGs) with their caption and an edited caption
-    (another pattern / colour pair for one object), for `tgsr upscale`."""
-
+    (another pattern / colour pair for one object), for `tgsr upscale`. The folder is the
+    quickstart's own: a rerun (another --seed) replaces it instead of adding files beside."""
+    shutil.rmtree(folder, ignore_errors=True)
     write_dataset(folder, num=num, size=64, seed=seed, split="test", scale=8, captions=1)
     records = [json.loads(line) for line in (folder / "attributes.jsonl").read_text().splitlines()]
     rng = random.Random(seed)
