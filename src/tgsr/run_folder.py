@@ -10,6 +10,7 @@ wraps it as a pipeline and ``tgsr export`` writes that pipeline's folder.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,6 +28,21 @@ from tgsr.training.checkpoint import checkpoint_candidates, verify_checkpoint
 __all__ = ["RunModel", "load_run_config", "read_run", "run_text_encoder"]
 
 
+def _not_a_run(run: Path) -> str:
+    """Why ``run`` is no training run folder; a pipeline folder (``tgsr export``, no data config
+    nor training DAMSM) is named as such, with the run it was exported from."""
+    meta = run / "pipeline.json"
+    if not meta.is_file():
+        return f"{run}: not a training run folder (no config.yaml)"
+    try:
+        source = json.loads(meta.read_text()).get("source")
+    except (OSError, ValueError, AttributeError):
+        source = None
+    hint = f" (this one was exported from {source})" if source else ""
+    return (f"{run} is a pipeline folder; this needs the training run folder it was exported "
+            f"from{hint}")  # fmt: skip
+
+
 @dataclass
 class RunModel:
     """What inference needs from a run folder (modules in eval mode, CPU, float32)."""
@@ -41,7 +57,7 @@ class RunModel:
 def load_run_config(run: Path) -> Config:
     path = run / "config.yaml"
     if not path.is_file():
-        raise ModelFormatError(f"{run}: not a training run folder (no config.yaml)")
+        raise ModelFormatError(_not_a_run(run))
     try:
         return load_config(path)
     except ConfigError as exc:  # errors reading the file name it already; others get its name

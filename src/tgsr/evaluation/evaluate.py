@@ -11,7 +11,6 @@ accuracy, edit success and swap success).
 from __future__ import annotations
 
 import dataclasses
-import json
 import shlex
 import warnings
 from collections.abc import Callable
@@ -307,23 +306,6 @@ def _figures(models, outputs, test, vocab, fig_dir: Path, shapecaps) -> dict:
 
 
 # ----------------------------------------------------------------------------- CLI glue
-def _refuse_pipeline_folder(path: Path) -> None:
-    """A pipeline folder (``tgsr export``) holds no data config and no training DAMSM: say so, and
-    name the run it was exported from."""
-    meta = path / "pipeline.json"
-    if (path / "config.yaml").exists() or not meta.is_file():
-        return
-    try:
-        source = json.loads(meta.read_text()).get("source")
-    except (OSError, ValueError, AttributeError):
-        source = None
-    hint = f" (this one was exported from {source})" if source else ""
-    raise TGSRError(
-        f"{path} is a pipeline folder; tgsr eval needs the training run folder it was "
-        f"exported from{hint}"
-    )
-
-
 def _abs(path) -> str | None:
     return None if path is None else str(Path(path).expanduser().resolve())
 
@@ -362,7 +344,6 @@ def evaluate_cli(model_args, config, data_root, out, eval_damsm, overrides, bicu
     for arg in model_args:
         name, _, path = str(arg).rpartition("=")
         path = Path(path)
-        _refuse_pipeline_folder(path)
         sr_model, run_cfg = load_run(path)
         name = name or path.name
         if name in models:
